@@ -1,0 +1,341 @@
+//! Config loading tests. `figment::Jail` gives each test its own working directory and
+//! restores the environment variables it sets, and serializes the tests that use it.
+
+// Jail's closures must return `figment::Result`, whose error is large; not our choice.
+#![allow(clippy::result_large_err)]
+
+use std::path::Path;
+
+use figment::Jail;
+use secrecy::ExposeSecret;
+
+use super::{Config, ConfigError, LogFormat};
+
+const NODE: &str = r#"
+[[nodes]]
+id = "fs1"
+esl_password = "s3cret-esl"
+wss_url = "wss://fs1.example.com:7443"
+"#;
+
+fn load_err() -> ConfigError {
+    match Config::load(None) {
+        Ok(config) => panic!("expected an error, got {config:?}"),
+        Err(e) => e,
+    }
+}
+
+fn violation_keys(err: &ConfigError) -> Vec<String> {
+    match err {
+        ConfigError::Invalid(invalid) => invalid.violations.iter().map(|v| v.key.clone()).collect(),
+        other => panic!("expected validation errors, got {other}"),
+    }
+}
+
+#[test]
+fn defaults_without_file_or_env() {
+    Jail::expect_with(|_| {
+        let config = Config::load(None).expect("defaults load");
+        assert_eq!(config.http.listen, "127.0.0.1:8080");
+        assert_eq!(config.http.shutdown_grace_secs, 10);
+        assert_eq!(
+            config.database.url.expose_secret(),
+            "sqlite://switchyard.db?mode=rwc"
+        );
+        assert_eq!(config.database.max_connections, 5);
+        assert!(config.redis.url.is_none());
+        assert_eq!(config.log.format, LogFormat::Pretty);
+        assert_eq!(config.log.filter, "info");
+        assert_eq!(config.esl.connect_timeout_ms, 2000);
+        assert_eq!(config.esl.dead_after_secs, 45);
+        assert_eq!(config.esl.backoff_min_ms, 250);
+        assert_eq!(config.esl.backoff_max_ms, 10_000);
+        assert!(config.nodes.is_empty());
+        Ok(())
+    });
+}
+
+#[test]
+fn file_values_override_defaults() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "switchyard.toml",
+            &format!(
+                r#"
+                [http]
+                listen = "0.0.0.0:9000"
+                [database]
+                url = "postgres://sy:pw@db:5432/switchyard"
+                [log]
+                format = "json"
+                [esl]
+                dead_after_secs = 20
+                {NODE}
+                esl_addr = "10.0.0.5:8021"
+                capacity = 40
+                labels = {{ region = "eu" }}
+                "#
+            ),
+        )?;
+        let config = Config::load(None).expect("file loads");
+        assert_eq!(config.http.listen, "0.0.0.0:9000");
+        assert_eq!(
+            config.http.shutdown_grace_secs, 10,
+            "untouched key keeps default"
+        );
+        assert_eq!(config.log.format, LogFormat::Json);
+        assert_eq!(config.esl.dead_after_secs, 20);
+        let node = &config.nodes[0];
+        assert_eq!(node.id, "fs1");
+        assert_eq!(node.esl_addr, "10.0.0.5:8021");
+        assert_eq!(node.esl_password.expose_secret(), "s3cret-esl");
+        assert_eq!(node.capacity, 40);
+        assert_eq!(node.labels.get("region").map(String::as_str), Some("eu"));
+        Ok(())
+    });
+}
+
+#[test]
+fn node_defaults() {
+    Jail::expect_with(|jail| {
+        jail.create_file("switchyard.toml", NODE)?;
+        let config = Config::load(None).expect("loads");
+        assert_eq!(config.nodes[0].esl_addr, "127.0.0.1:8021");
+        assert_eq!(config.nodes[0].capacity, 100);
+        assert!(config.nodes[0].labels.is_empty());
+        Ok(())
+    });
+}
+
+#[test]
+fn env_overrides_file() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "switchyard.toml",
+            "[http]\nlisten = \"0.0.0.0:9000\"\n[log]\nfilter = \"debug\"\n",
+        )?;
+        jail.set_env("SWITCHYARD_HTTP__LISTEN", "127.0.0.1:0");
+        jail.set_env("SWITCHYARD_LOG__FORMAT", "json");
+        jail.set_env("SWITCHYARD_ESL__BACKOFF_MAX_MS", "5000");
+        jail.set_env("SWITCHYARD_REDIS__URL", "redis://127.0.0.1:6379");
+        let config = Config::load(None).expect("loads");
+        assert_eq!(config.http.listen, "127.0.0.1:0");
+        assert_eq!(config.log.format, LogFormat::Json);
+        assert_eq!(config.log.filter, "debug", "file value kept");
+        assert_eq!(config.esl.backoff_max_ms, 5000);
+        assert_eq!(
+            config.redis.url.as_ref().map(|u| u.expose_secret()),
+            Some("redis://127.0.0.1:6379")
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn config_path_from_flag_and_env() {
+    Jail::expect_with(|jail| {
+        jail.create_file("switchyard.toml", "[http]\nlisten = \"127.0.0.1:1\"\n")?;
+        jail.create_file("a.toml", "[http]\nlisten = \"127.0.0.1:2\"\n")?;
+        jail.create_file("b.toml", "[http]\nlisten = \"127.0.0.1:3\"\n")?;
+
+        assert_eq!(Config::load(None).expect("cwd").http.listen, "127.0.0.1:1");
+        jail.set_env("SWITCHYARD_CONFIG", "a.toml");
+        assert_eq!(Config::load(None).expect("env").http.listen, "127.0.0.1:2");
+        let flag = Config::load(Some(Path::new("b.toml"))).expect("flag");
+        assert_eq!(
+            flag.http.listen, "127.0.0.1:3",
+            "--config wins over the env var"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn named_file_must_exist() {
+    Jail::expect_with(|jail| {
+        let err = Config::load(Some(Path::new("missing.toml"))).expect_err("must fail");
+        assert!(matches!(err, ConfigError::FileNotFound { .. }), "{err}");
+        assert!(err.to_string().contains("missing.toml"), "{err}");
+
+        jail.set_env("SWITCHYARD_CONFIG", "gone.toml");
+        let err = load_err();
+        assert!(err.to_string().contains("gone.toml"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn unknown_keys_are_errors() {
+    Jail::expect_with(|jail| {
+        jail.create_file("switchyard.toml", "[http]\nlisten_addr = \"127.0.0.1:1\"\n")?;
+        let err = load_err();
+        assert!(matches!(err, ConfigError::Load(_)), "{err}");
+        assert!(err.to_string().contains("listen_addr"), "{err}");
+
+        jail.create_file("switchyard.toml", "[metrics]\nenabled = true\n")?;
+        assert!(load_err().to_string().contains("metrics"));
+
+        jail.create_file("switchyard.toml", &format!("{NODE}\npassword = \"x\"\n"))?;
+        assert!(load_err().to_string().contains("password"));
+
+        jail.create_file("switchyard.toml", "")?;
+        jail.set_env("SWITCHYARD_HTTP__LISTN", "127.0.0.1:1");
+        assert!(load_err().to_string().contains("listn"));
+        Ok(())
+    });
+}
+
+#[test]
+fn type_errors_name_the_key() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "switchyard.toml",
+            "[http]\nshutdown_grace_secs = \"soon\"\n",
+        )?;
+        let err = load_err().to_string();
+        assert!(err.contains("shutdown_grace_secs"), "{err}");
+
+        jail.create_file("switchyard.toml", "[log]\nformat = \"xml\"\n")?;
+        let err = load_err().to_string();
+        assert!(err.contains("format") && err.contains("xml"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn node_password_is_required() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "switchyard.toml",
+            "[[nodes]]\nid = \"fs1\"\nwss_url = \"wss://fs1:7443\"\n",
+        )?;
+        let err = load_err().to_string();
+        assert!(err.contains("esl_password"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn validation_errors_name_every_key() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "switchyard.toml",
+            r#"
+            [http]
+            listen = "localhost"
+            shutdown_grace_secs = 0
+            [database]
+            url = "mysql://db/x"
+            [log]
+            filter = "info,=="
+            [esl]
+            backoff_min_ms = 500
+            backoff_max_ms = 100
+            [redis]
+            url = "http://cache"
+
+            [[nodes]]
+            id = "FS1"
+            esl_addr = "fs1"
+            esl_password = ""
+            wss_url = "https://fs1"
+            capacity = 0
+
+            [[nodes]]
+            id = "fs2"
+            esl_password = "x"
+            wss_url = "wss://fs2"
+            [[nodes]]
+            id = "fs2"
+            esl_addr = "10.0.0.1:0"
+            esl_password = "x"
+            wss_url = "wss://fs2b"
+            "#,
+        )?;
+        let err = load_err();
+        let keys = violation_keys(&err);
+        for expected in [
+            "http.listen",
+            "http.shutdown_grace_secs",
+            "database.url",
+            "log.filter",
+            "esl.backoff_max_ms",
+            "redis.url",
+            "nodes[0].id",
+            "nodes[0].esl_addr",
+            "nodes[0].esl_password",
+            "nodes[0].wss_url",
+            "nodes[0].capacity",
+            "nodes[2].id",
+            "nodes[2].esl_addr",
+        ] {
+            assert!(
+                keys.iter().any(|k| k == expected),
+                "{expected} missing from {keys:?}"
+            );
+        }
+        assert_eq!(keys.len(), 13, "{keys:?}");
+        let text = err.to_string();
+        assert!(text.contains("duplicate node id \"fs2\""), "{text}");
+        assert!(!text.contains("mysql://"), "URLs may hold secrets: {text}");
+        Ok(())
+    });
+}
+
+#[test]
+fn secrets_stay_out_of_debug_and_check_config_output() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "switchyard.toml",
+            &format!(
+                "[database]\nurl = \"postgres://sy:db-pass@db/sy\"\n[redis]\nurl = \"redis://:redis-pass@cache\"\n{NODE}"
+            ),
+        )?;
+        let config = Config::load(None).expect("loads");
+        let debug = format!("{config:?}");
+        let toml = config.to_redacted_toml().expect("serializes");
+        for output in [&debug, &toml] {
+            for secret in ["s3cret-esl", "db-pass", "redis-pass"] {
+                assert!(!output.contains(secret), "{secret} leaked:\n{output}");
+            }
+        }
+        assert!(toml.contains("postgres://sy:[redacted]@db/sy"), "{toml}");
+        assert!(toml.contains("esl_password = \"[redacted]\""), "{toml}");
+        Ok(())
+    });
+}
+
+#[test]
+fn example_config_is_valid_and_complete() {
+    Jail::expect_with(|jail| {
+        let example = include_str!("../../switchyard.example.toml");
+        jail.create_file("switchyard.toml", example)?;
+        let config = Config::load(None).expect("the shipped example loads");
+        assert_eq!(config.nodes.len(), 1);
+        // Every key the service knows appears in the example (commented out or not).
+        let printed = config.to_redacted_toml().expect("serializes");
+        let printed: toml::Table = toml::from_str(&printed).expect("TOML");
+        for (section, value) in &printed {
+            let keys: Vec<&String> = match value {
+                toml::Value::Table(table) => table.keys().collect(),
+                toml::Value::Array(nodes) => nodes
+                    .iter()
+                    .filter_map(toml::Value::as_table)
+                    .flat_map(|t| t.keys())
+                    .collect(),
+                _ => Vec::new(),
+            };
+            for key in keys {
+                assert!(
+                    example.contains(&format!("{key} = ")),
+                    "{section}.{key} is not documented in switchyard.example.toml"
+                );
+            }
+        }
+        assert!(
+            example.contains("# url = \"redis://"),
+            "redis.url documented"
+        );
+        Ok(())
+    });
+}

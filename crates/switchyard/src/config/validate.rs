@@ -1,0 +1,247 @@
+//! Checks on a deserialized [`Config`] that types cannot express.
+//!
+//! All violations are collected, not just the first, so one run of `check-config` shows
+//! everything to fix. Each names its key the way an operator writes it (`nodes[1].esl_addr`).
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+
+use secrecy::ExposeSecret;
+
+use super::Config;
+
+/// One bad value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// Dotted key path, e.g. `nodes[0].id`.
+    pub key: String,
+    pub message: String,
+}
+
+/// Every violation found in one config.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct Invalid {
+    pub violations: Vec<Violation>,
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("invalid configuration:")?;
+        for v in &self.violations {
+            write!(f, "\n  - {}: {}", v.key, v.message)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct Collector(Vec<Violation>);
+
+impl Collector {
+    fn check(&mut self, key: impl Into<String>, result: Result<(), String>) {
+        if let Err(message) = result {
+            self.0.push(Violation {
+                key: key.into(),
+                message,
+            });
+        }
+    }
+
+    fn positive(&mut self, key: &str, value: u64) {
+        self.check(key, nonzero(value));
+    }
+}
+
+pub(super) fn validate(config: &Config) -> Result<(), Invalid> {
+    let mut c = Collector::default();
+
+    let http = &config.http;
+    c.check("http.listen", host_port(&http.listen, true));
+    c.positive("http.shutdown_grace_secs", http.shutdown_grace_secs);
+    c.positive("http.request_timeout_secs", http.request_timeout_secs);
+
+    let db = &config.database;
+    c.check("database.url", database_url(db.url.expose_secret()));
+    c.positive("database.max_connections", db.max_connections.into());
+
+    if let Some(url) = &config.redis.url {
+        c.check("redis.url", redis_url(url.expose_secret()));
+    }
+
+    c.check("log.filter", log_filter(&config.log.filter));
+
+    let esl = &config.esl;
+    c.positive("esl.connect_timeout_ms", esl.connect_timeout_ms);
+    c.positive("esl.dead_after_secs", esl.dead_after_secs);
+    c.positive("esl.backoff_min_ms", esl.backoff_min_ms);
+    c.positive("esl.backoff_max_ms", esl.backoff_max_ms);
+    if esl.backoff_min_ms > esl.backoff_max_ms {
+        c.check(
+            "esl.backoff_max_ms",
+            Err(format!(
+                "must not be less than esl.backoff_min_ms ({})",
+                esl.backoff_min_ms
+            )),
+        );
+    }
+
+    let mut seen = HashSet::new();
+    for (i, node) in config.nodes.iter().enumerate() {
+        let key = |field: &str| format!("nodes[{i}].{field}");
+        c.check(key("id"), node_id(&node.id));
+        if !seen.insert(node.id.as_str()) {
+            c.check(key("id"), Err(format!("duplicate node id {:?}", node.id)));
+        }
+        c.check(key("esl_addr"), host_port(&node.esl_addr, false));
+        if node.esl_password.expose_secret().is_empty() {
+            c.check(key("esl_password"), Err("must not be empty".to_owned()));
+        }
+        c.check(key("wss_url"), wss_url(&node.wss_url));
+        c.check(key("capacity"), nonzero(node.capacity.into()));
+    }
+
+    if c.0.is_empty() {
+        Ok(())
+    } else {
+        Err(Invalid { violations: c.0 })
+    }
+}
+
+fn nonzero(value: u64) -> Result<(), String> {
+    if value == 0 {
+        Err("must be greater than 0".to_owned())
+    } else {
+        Ok(())
+    }
+}
+
+/// `[a-z0-9][a-z0-9_-]{0,62}`: safe in logs, metric labels, Redis keys and URLs.
+fn node_id(id: &str) -> Result<(), String> {
+    let mut chars = id.chars();
+    let valid = id.len() <= 63
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{id:?} must match [a-z0-9][a-z0-9_-]{{0,62}} (lowercase letters, digits, '_' and '-', \
+             at most 63 characters)"
+        ))
+    }
+}
+
+/// `host:port` or `[v6]:port`, where host is an IP or a DNS name.
+fn host_port(addr: &str, allow_port_zero: bool) -> Result<(), String> {
+    let port = if let Ok(sa) = addr.parse::<SocketAddr>() {
+        sa.port()
+    } else {
+        let Some((host, port)) = addr.rsplit_once(':') else {
+            return Err(format!("{addr:?} is not host:port"));
+        };
+        if host.is_empty() {
+            return Err(format!("{addr:?} has no host"));
+        }
+        if host.contains(':') || host.starts_with('[') {
+            return Err(format!(
+                "{addr:?} is not host:port (write IPv6 addresses as [::1]:port)"
+            ));
+        }
+        if !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+        {
+            return Err(format!("{addr:?} has an invalid host name"));
+        }
+        port.parse::<u16>()
+            .map_err(|_| format!("{addr:?} has an invalid port (expected 0-65535)"))?
+    };
+    if port == 0 && !allow_port_zero {
+        return Err(format!("{addr:?}: port must not be 0"));
+    }
+    Ok(())
+}
+
+fn database_url(url: &str) -> Result<(), String> {
+    let ok = ["sqlite://", "postgres://", "postgresql://"]
+        .iter()
+        .any(|scheme| url.len() > scheme.len() && url.starts_with(scheme));
+    if ok {
+        Ok(())
+    } else {
+        Err(
+            "must start with sqlite://, postgres:// or postgresql:// and name a database"
+                .to_owned(),
+        )
+    }
+}
+
+fn redis_url(url: &str) -> Result<(), String> {
+    let ok = ["redis://", "rediss://", "redis+unix://", "unix://"]
+        .iter()
+        .any(|scheme| url.len() > scheme.len() && url.starts_with(scheme));
+    if ok {
+        Ok(())
+    } else {
+        Err("must start with redis://, rediss://, redis+unix:// or unix://".to_owned())
+    }
+}
+
+fn log_filter(filter: &str) -> Result<(), String> {
+    tracing_subscriber::EnvFilter::try_new(filter)
+        .map(drop)
+        .map_err(|e| format!("{filter:?} is not a valid tracing filter: {e}"))
+}
+
+fn wss_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("wss://")
+        .or_else(|| url.strip_prefix("ws://"));
+    match rest {
+        Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(()),
+        _ => Err(format!("{url:?} must be a ws:// or wss:// URL with a host")),
+    }
+}
+
+#[cfg(test)]
+mod unit {
+    use super::{host_port, node_id};
+
+    #[test]
+    fn node_ids() {
+        for ok in ["a", "fs1", "eu-west_2", "0", &"a".repeat(63)] {
+            assert!(node_id(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-a", "_a", "A", "fs.1", "fs 1", "é", &"a".repeat(64)] {
+            assert!(node_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn addresses() {
+        for ok in [
+            "127.0.0.1:8021",
+            "[::1]:8021",
+            "fs1.example.com:8021",
+            "localhost:1",
+        ] {
+            assert!(host_port(ok, false).is_ok(), "{ok}");
+        }
+        assert!(host_port("127.0.0.1:0", true).is_ok());
+        for bad in [
+            "127.0.0.1",
+            ":8021",
+            "::1:8021",
+            "host:99999",
+            "host:port",
+            "127.0.0.1:0",
+            "ho st:1",
+            "[::1:1",
+        ] {
+            assert!(host_port(bad, false).is_err(), "{bad}");
+        }
+    }
+}

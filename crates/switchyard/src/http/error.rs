@@ -1,0 +1,161 @@
+//! `ApiError`: the one error type handlers return, and its problem-document rendering.
+//!
+//! Clients branch on `code`, never on `title` or `detail`: codes are part of the API and do
+//! not change once shipped. 5xx errors are logged here, once, with their cause.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::TIMEOUT_STATUS;
+
+/// An error answered to an HTTP client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("no resource at this path")]
+    NotFound,
+    #[error("this path does not support the request method")]
+    MethodNotAllowed,
+    #[error("the request did not complete in time")]
+    Timeout,
+    #[error("the service is shutting down")]
+    ShuttingDown,
+    #[error("the database is unavailable: {0}")]
+    StoreUnavailable(String),
+    /// Anything unexpected; the cause is logged, the client only sees `internal`.
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn status_code(&self) -> StatusCode {
+        match self {
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Timeout => TIMEOUT_STATUS,
+            Self::ShuttingDown | Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable, machine-readable error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Timeout => "timeout",
+            Self::ShuttingDown => "shutting_down",
+            Self::StoreUnavailable(_) => "store_unavailable",
+            Self::Unexpected(_) => "internal",
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            Self::Unexpected(_) => "an unexpected error occurred; see the server log".to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// RFC 9457 problem details plus our `code` extension member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub title: String,
+    pub status: u16,
+    pub code: String,
+    pub detail: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status_code();
+        if status.is_server_error() {
+            tracing::error!(code = self.code(), error = ?self, "request failed");
+        }
+        let problem = Problem {
+            type_: "about:blank".to_owned(),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            code: self.code().to_owned(),
+            detail: self.detail(),
+        };
+        let mut response = (status, Json(problem)).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        response
+    }
+}
+
+pub(super) async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+pub(super) async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// tower-http's `TimeoutLayer` answers with a bare status; turn that into a problem document.
+/// Our own responses always carry a content type, so a bare [`TIMEOUT_STATUS`] is the layer's.
+pub(super) async fn timeout_as_problem(response: Response) -> Response {
+    if response.status() == TIMEOUT_STATUS && !response.headers().contains_key(header::CONTENT_TYPE)
+    {
+        ApiError::Timeout.into_response()
+    } else {
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::{Body, to_bytes};
+    use axum::http::{StatusCode, header};
+    use axum::response::{IntoResponse, Response};
+
+    use super::{ApiError, Problem, timeout_as_problem};
+
+    async fn problem_of(response: Response) -> Problem {
+        assert_eq!(
+            response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .map(|v| v.as_bytes()),
+            Some(&b"application/problem+json"[..])
+        );
+        let body = to_bytes(response.into_body(), 64 * 1024)
+            .await
+            .expect("body");
+        serde_json::from_slice(&body).expect("problem JSON")
+    }
+
+    #[tokio::test]
+    async fn bare_timeout_response_becomes_a_problem() {
+        let bare = Response::builder()
+            .status(StatusCode::SERVICE_UNAVAILABLE)
+            .body(Body::empty())
+            .expect("response");
+        let problem = problem_of(timeout_as_problem(bare).await).await;
+        assert_eq!((problem.code.as_str(), problem.status), ("timeout", 503));
+
+        let ours = ApiError::StoreUnavailable("down".to_owned()).into_response();
+        let problem = problem_of(timeout_as_problem(ours).await).await;
+        assert_eq!(
+            problem.code, "store_unavailable",
+            "our own 503s pass through"
+        );
+    }
+
+    #[tokio::test]
+    async fn unexpected_errors_hide_their_cause() {
+        let err = ApiError::from(anyhow::anyhow!("secret internals"));
+        let problem = problem_of(err.into_response()).await;
+        assert_eq!((problem.code.as_str(), problem.status), ("internal", 500));
+        assert_eq!(problem.title, "Internal Server Error");
+        assert!(!problem.detail.contains("secret internals"));
+    }
+}

@@ -1,0 +1,34 @@
+//! Liveness and readiness probes.
+//!
+//! `/healthz` answers as long as the process serves HTTP: a failing database must not get the
+//! process restarted. `/readyz` says whether to send traffic here: the store answers a ping
+//! within [`PING_TIMEOUT`] and shutdown has not begun.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Value, json};
+
+use super::ApiError;
+use crate::app::AppState;
+
+/// Readiness fails rather than hangs when the pool is exhausted or the server is slow.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub(super) async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    if state.shutdown.is_cancelled() {
+        return Err(ApiError::ShuttingDown);
+    }
+    match tokio::time::timeout(PING_TIMEOUT, state.store.ping()).await {
+        Ok(Ok(())) => Ok(Json(json!({ "status": "ok" }))),
+        Ok(Err(e)) => Err(ApiError::StoreUnavailable(crate::error_chain(&e))),
+        Err(_) => Err(ApiError::StoreUnavailable(format!(
+            "no answer to a ping within {PING_TIMEOUT:?}"
+        ))),
+    }
+}
