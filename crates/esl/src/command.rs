@@ -204,7 +204,10 @@ impl RequestDecoder {
     /// Takes one whole command off `buf`, or `Ok(None)` when more bytes are needed.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Request>, RequestError> {
         if self.pending.is_none() {
-            let skip = buf.iter().take_while(|b| **b == b'\n' || **b == b'\r').count();
+            let skip = buf
+                .iter()
+                .take_while(|b| **b == b'\n' || **b == b'\r')
+                .count();
             if skip > 0 {
                 buf.advance(skip);
                 self.scanned = 0;
@@ -285,13 +288,19 @@ fn find_blank_line(buf: &[u8], from: usize) -> Option<(usize, usize)> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn encodes_commands() {
         let enc = |c: Command| String::from_utf8(c.to_bytes().unwrap().to_vec()).unwrap();
-        assert_eq!(enc(Command::Auth { password: "ClueCon".into() }), "auth ClueCon\n\n");
+        assert_eq!(
+            enc(Command::Auth {
+                password: "ClueCon".into()
+            }),
+            "auth ClueCon\n\n"
+        );
         assert_eq!(
             enc(Command::BgApi {
                 command: "conference list".into(),
@@ -302,7 +311,11 @@ mod tests {
         assert_eq!(
             enc(Command::Event {
                 format: EventFormat::Plain,
-                names: vec!["HEARTBEAT".into(), "CUSTOM".into(), "conference::maintenance".into()]
+                names: vec![
+                    "HEARTBEAT".into(),
+                    "CUSTOM".into(),
+                    "conference::maintenance".into()
+                ]
             }),
             "event plain HEARTBEAT CUSTOM conference::maintenance\n\n"
         );
@@ -319,7 +332,9 @@ mod tests {
     #[test]
     fn decodes_requests_with_cr_and_body() {
         let mut d = RequestDecoder::default();
-        let mut buf = BytesMut::from(&b"\r\nauth ClueCon\r\n\r\nsendevent X\nContent-Length: 2\n\nhiapi st"[..]);
+        let mut buf = BytesMut::from(
+            &b"\r\nauth ClueCon\r\n\r\nsendevent X\nContent-Length: 2\n\nhiapi st"[..],
+        );
         let r = d.decode(&mut buf).unwrap().unwrap();
         assert_eq!(r.line, "auth ClueCon");
         let r = d.decode(&mut buf).unwrap().unwrap();
@@ -334,7 +349,8 @@ mod tests {
     fn refuses_bad_lengths() {
         for bad in ["-1", "x", "99999999999"] {
             let mut d = RequestDecoder::new(1024, 1024);
-            let mut buf = BytesMut::from(format!("sendevent X\nContent-Length: {bad}\n\n").as_bytes());
+            let mut buf =
+                BytesMut::from(format!("sendevent X\nContent-Length: {bad}\n\n").as_bytes());
             assert!(d.decode(&mut buf).is_err());
         }
     }

@@ -197,10 +197,10 @@ impl Event {
                     }
                     text.clear();
                 }
-                X::Empty(e) => {
-                    if path.len() == 2 && path.last().map(Vec::as_slice) == Some(b"headers") {
-                        headers.push(&String::from_utf8_lossy(e.name().as_ref()), "");
-                    }
+                X::Empty(e)
+                    if path.len() == 2 && path.last().map(Vec::as_slice) == Some(b"headers") =>
+                {
+                    headers.push(&String::from_utf8_lossy(e.name().as_ref()), "");
                 }
                 X::Eof => break,
                 _ => {}
@@ -372,6 +372,7 @@ impl<'de> serde::Deserialize<'de> for JsonValue {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -31,7 +31,7 @@ impl Default for Limits {
 }
 
 /// Why a byte stream is not valid ESL. The stream cannot be resynchronised afterwards: close it.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FrameError {
     /// No blank line within `limit` bytes.
     #[error("ESL header block exceeds {limit} bytes")]
@@ -95,7 +95,10 @@ impl FrameDecoder {
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
         if self.pending.is_none() {
             // Blank lines between frames carry nothing.
-            let skip = buf.iter().take_while(|b| **b == b'\n' || **b == b'\r').count();
+            let skip = buf
+                .iter()
+                .take_while(|b| **b == b'\n' || **b == b'\r')
+                .count();
             if skip > 0 {
                 buf.advance(skip);
                 self.scanned = 0;
@@ -152,7 +155,9 @@ impl FrameDecoder {
     fn parse_length(&self, text: &str) -> Result<usize, FrameError> {
         let text = text.trim();
         if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(FrameError::BadContentLength(text.chars().take(32).collect()));
+            return Err(FrameError::BadContentLength(
+                text.chars().take(32).collect(),
+            ));
         }
         let length: u64 = text.parse().map_err(|_| FrameError::BodyTooLarge {
             length: u64::MAX,
@@ -181,6 +186,7 @@ pub fn decode_all(bytes: &[u8], limits: Limits) -> Result<(Vec<Frame>, usize), F
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -230,7 +230,11 @@ fn push_str(arena: &mut String, s: &str) -> Span {
     }
 }
 
-fn push_decoded(arena: &mut String, exact: &mut Vec<u8>, bytes: &[u8]) -> (Span, Option<(u32, u32)>) {
+fn push_decoded(
+    arena: &mut String,
+    exact: &mut Vec<u8>,
+    bytes: &[u8],
+) -> (Span, Option<(u32, u32)>) {
     match std::str::from_utf8(bytes) {
         Ok(s) => (push_str(arena, s), None),
         Err(_) => {

@@ -24,7 +24,11 @@ fn esl_captures() -> Vec<String> {
         .filter(|n| n.starts_with("esl-") && n.ends_with(".txt") && !n.ends_with(".sent.txt"))
         .collect();
     names.sort();
-    assert!(names.len() >= 60, "expected the whole capture set, got {}", names.len());
+    assert!(
+        names.len() >= 60,
+        "expected the whole capture set, got {}",
+        names.len()
+    );
     names
 }
 
@@ -60,7 +64,10 @@ fn every_capture_decodes_completely() {
         let msgs = messages(&name);
         assert!(!msgs.is_empty(), "{name}");
         for m in &msgs {
-            assert!(!matches!(m, Message::Other(_)), "{name}: unexpected frame {m:?}");
+            assert!(
+                !matches!(m, Message::Other(_)),
+                "{name}: unexpected frame {m:?}"
+            );
         }
     }
 }
@@ -124,7 +131,10 @@ fn events_reserialize_byte_for_byte() {
         let bytes = read(&name);
         let (frames, _) = decode_all(&bytes, Limits::default()).expect("decode");
         for frame in frames {
-            let Some(format) = frame.content_type().and_then(EventFormat::from_content_type) else {
+            let Some(format) = frame
+                .content_type()
+                .and_then(EventFormat::from_content_type)
+            else {
                 continue;
             };
             let body = frame.body.clone().expect("event body");
@@ -166,10 +176,14 @@ fn connection_handling_captures() {
     }
 
     let m = messages("esl-exit.txt");
-    assert!(matches!(&m[..], [AuthRequest, CommandReply(_), CommandReply(r), Disconnect(_)] if r.text() == "+OK bye"));
+    assert!(
+        matches!(&m[..], [AuthRequest, CommandReply(_), CommandReply(r), Disconnect(_)] if r.text() == "+OK bye")
+    );
 
     let m = messages("esl-command-before-auth.txt");
-    assert!(matches!(&m[..], [AuthRequest, CommandReply(r)] if r.text() == "-ERR command not found"));
+    assert!(
+        matches!(&m[..], [AuthRequest, CommandReply(r)] if r.text() == "-ERR command not found")
+    );
 }
 
 #[test]
@@ -185,7 +199,10 @@ fn api_replies() {
         body("esl-api-conference-3000-mute-nonexistent-member.txt"),
         "-ERR Non-Existant ID 999\n"
     );
-    assert_eq!(body("esl-api-nosuchcmd.txt"), "-ERR nosuchcmd Command not found!\n");
+    assert_eq!(
+        body("esl-api-nosuchcmd.txt"),
+        "-ERR nosuchcmd Command not found!\n"
+    );
     assert!(esl::api_result(body("esl-api-eval-no-args.txt").as_bytes()).is_err());
     assert!(esl::api_result(body("esl-api-version.txt").as_bytes()).is_ok());
 }
@@ -261,16 +278,25 @@ fn conference_stream_counts() {
     assert_eq!(count(Action::KickMember), 1);
     assert_eq!(count(Action::ConferenceDestroy), 1);
 
-    let first_add = conf.iter().find(|c| c.action() == Action::AddMember).expect("add");
+    let first_add = conf
+        .iter()
+        .find(|c| c.action() == Action::AddMember)
+        .expect("add");
     assert_eq!(first_add.name(), "3000");
     assert_eq!(first_add.member_id(), Some(1));
     assert_eq!(first_add.size(), Some(1));
     assert_eq!(first_add.caller_username(), Some("1001"));
     assert_eq!(first_add.speak(), Some(true));
     assert_eq!(first_add.talking(), Some(false));
-    assert_eq!(first_add.event().get("Channel-Name"), Some("sofia/internal/1001@127.0.0.1"));
+    assert_eq!(
+        first_add.event().get("Channel-Name"),
+        Some("sofia/internal/1001@127.0.0.1")
+    );
 
-    let mute = conf.iter().find(|c| c.action() == Action::MuteMember).expect("mute");
+    let mute = conf
+        .iter()
+        .find(|c| c.action() == Action::MuteMember)
+        .expect("mute");
     assert_eq!(mute.speak(), Some(false));
 
     // floor-change with a new holder repeats the conference block; with none, no member block.
@@ -278,7 +304,10 @@ fn conference_stream_counts() {
         .iter()
         .find(|c| c.action() == Action::FloorChange && c.new_floor_id().is_some())
         .expect("floor");
-    assert_eq!(floor.event().headers().get_all("Conference-Name").count(), 2);
+    assert_eq!(
+        floor.event().headers().get_all("Conference-Name").count(),
+        2
+    );
     assert_eq!(floor.floor(), Some(true));
 
     let json: Vec<Event> = messages("esl-events-json-conference-session.txt")

@@ -3,7 +3,8 @@
 //! SQLite: a file in a temp dir. PostgreSQL: a new schema `t_<uuid>` in the database named by
 //! `DATABASE_URL` (e.g. `postgres://postgres@127.0.0.1:5432/test`), selected through the
 //! connection's `search_path`, dropped again when the [`TestDb`] is dropped (even on panic).
-//! Without `DATABASE_URL` the PostgreSQL half is skipped with a notice, except when `CI=true`:
+//! Without `DATABASE_URL`, `postgres://postgres@127.0.0.1:5432/test` is used if a server answers
+//! there; otherwise the PostgreSQL half is skipped with a notice, except when `CI=true`:
 //! there a missing server must fail the run, never silently pass it.
 
 use std::io::Write as _;
@@ -69,6 +70,9 @@ pub fn postgres_url() -> Option<String> {
             );
             Some(url)
         }
+        // Unset: use the local default when a server answers there, so that a plain
+        // `cargo test --workspace` runs the whole suite on a machine with PostgreSQL.
+        _ if local_postgres_answers() => Some(LOCAL_POSTGRES.to_owned()),
         _ if std::env::var("CI").is_ok_and(|ci| ci == "true") => panic!(
             "CI=true but DATABASE_URL is not set: the PostgreSQL store tests must run in CI \
              (e.g. DATABASE_URL=postgres://postgres@127.0.0.1:5432/test)"
@@ -79,13 +83,20 @@ pub fn postgres_url() -> Option<String> {
             NOTICE.call_once(|| {
                 let _ = writeln!(
                     std::io::stderr(),
-                    "notice: DATABASE_URL is not set; skipping the PostgreSQL half of the store \
-                     tests (set it, e.g. postgres://postgres@127.0.0.1:5432/test, to run them)"
+                    "notice: DATABASE_URL is not set and nothing answers on 127.0.0.1:5432; skipping the \
+                     PostgreSQL half of the store tests (set DATABASE_URL to run them)"
                 );
             });
             None
         }
     }
+}
+
+const LOCAL_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+fn local_postgres_answers() -> bool {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 5432));
+    std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok()
 }
 
 pub async fn postgres(base_url: &str) -> TestDb {
