@@ -33,3 +33,8 @@ pub use event::{Event, EventError, EventFormat};
 pub use frame::{Frame, FrameDecoder, FrameError, Limits};
 pub use headers::Headers;
 pub use message::{DisconnectNotice, LogLine, Message, Reply, api_result};
+
+/// Compiles the README's example as a doctest.
+#[cfg(all(doctest, feature = "tokio"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

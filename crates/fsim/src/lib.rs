@@ -1,1 +1,49 @@
-//! FreeSWITCH simulator.
+//! `fsim`: a FreeSWITCH simulator, faithful to byte-exact captures of a real FreeSWITCH.
+//!
+//! # Why
+//!
+//! Switchyard orchestrates FreeSWITCH conference nodes over the event socket (ESL) and serves
+//! their directory over HTTP (mod_xml_curl). FreeSWITCH cannot run in our test and benchmark
+//! environments, so fsim plays the nodes: one process can run a hundred of them, each with its
+//! own ESL port, Core-UUID, conferences and channels. What fsim sends is checked against the
+//! captures of a real FreeSWITCH 1.11.3-dev in `tests/fixtures/freeswitch/` (see
+//! `tests/conformance.rs`); where the protocol notes and a capture disagree, the capture wins.
+//!
+//! # Layout
+//!
+//! - [`node`]: [`SimNode`] / [`NodeConfig`]: start, control (register, call, talk, hang up) and
+//!   fault injection (freeze, restart, dropped connections, slow directory); HEARTBEAT.
+//! - `esl_server`: the inbound event socket, one task per connection.
+//! - `api`: the api commands (`status`, `show`, `conference`, `originate`, ...).
+//! - `conference` / `channel`: mod_conference and the channel model, and the events they fire.
+//! - `bus`: subscriptions, filters and the per-listener bounded queues.
+//! - `events`: the event prelude every FreeSWITCH event starts with.
+//! - [`directory`]: the mod_xml_curl client and SIP digest verification.
+//! - [`control`]: the HTTP control port of the `fsim` binary.
+//!
+//! # Not simulated
+//!
+//! Media (no RTP; talking is driven by [`SimNode::start_talking`] and the audio floor by simple
+//! rules, see `conference`), `play-file` / `play-file-done` prompt events, outbound SIP
+//! (`originate` supports `loopback/<ext>` + `&conference(...)` only), ESL `userauth`, `myevents`,
+//! `sendevent`, `sendmsg`, log streaming, ACLs, and the 0–20 ms event delivery jitter of an idle
+//! real socket.
+
+pub(crate) mod api;
+pub(crate) mod bus;
+pub(crate) mod channel;
+pub mod conference;
+pub(crate) mod esl_server;
+pub(crate) mod events;
+pub mod node;
+pub(crate) mod ops;
+
+pub use conference::ConferenceProfile;
+pub use events::CONFERENCE_MAINTENANCE;
+pub use node::{
+    Call, CallError, ChannelSnapshot, ConferenceSnapshot, FREESWITCH_VERSION, MemberSnapshot,
+    NodeConfig, NodeSnapshot, SimNode, SipUa,
+};
+
+pub mod control;
+pub mod directory;

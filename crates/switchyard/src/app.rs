@@ -14,6 +14,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::coord::{Coord, CoordError};
+use crate::nodes::Registry;
 use crate::store::{Store, StoreError, StoreOptions};
 
 /// The service's shared state.
@@ -21,6 +23,10 @@ use crate::store::{Store, StoreError, StoreOptions};
 pub struct App {
     pub config: Config,
     pub store: Store,
+    /// Connection state and ESL clients of the FreeSWITCH nodes (filled by [`crate::nodes::start`]).
+    pub nodes: Registry,
+    /// Redis, when `redis.url` is configured.
+    pub coord: Option<Coord>,
     /// Every long-lived background task is spawned here so shutdown can wait for it.
     pub tasks: TaskTracker,
     /// Cancelled when the service starts shutting down; tasks select on `cancelled()`.
@@ -33,20 +39,38 @@ impl App {
         Self {
             config,
             store,
+            nodes: Registry::default(),
+            coord: None,
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
         }
     }
 
-    /// Connects the store named by `config.database` (running migrations), then [`App::new`].
-    pub async fn build(config: Config) -> Result<Self, StoreError> {
+    /// Connects the store named by `config.database` (running migrations) and Redis when
+    /// configured, then [`App::new`].
+    pub async fn build(config: Config) -> Result<Self, BuildError> {
         let options = StoreOptions {
             max_connections: config.database.max_connections,
             ..StoreOptions::default()
         };
         let store = Store::connect_with(config.database.url.expose_secret(), &options).await?;
-        Ok(Self::new(config, store))
+        let coord = match &config.redis.url {
+            Some(url) => Some(Coord::connect(url.expose_secret()).await?),
+            None => None,
+        };
+        let mut app = Self::new(config, store);
+        app.coord = coord;
+        Ok(app)
     }
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Redis(#[from] CoordError),
 }
 
 /// The axum state: a cheap clone of the one [`App`].

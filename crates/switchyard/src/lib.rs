@@ -7,6 +7,7 @@
 //! - [`http`]: the axum router; the only module that imports axum. Errors are
 //!   [`http::ApiError`] problem documents.
 //! - [`nodes`]: ESL supervision of the FreeSWITCH nodes.
+//! - [`coord`]: Redis, shared by replicas (optional).
 //! - [`app`]: [`App`], the shared state, and [`AppState`], how handlers receive it.
 //! - [`startup`]: [`run`] serves on a bound listener until a shutdown future resolves, then
 //!   drains within the grace period.
@@ -17,6 +18,7 @@
 
 pub mod app;
 pub mod config;
+pub mod coord;
 pub mod http;
 pub mod nodes;
 pub mod startup;

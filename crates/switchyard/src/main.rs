@@ -84,9 +84,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     switchyard::telemetry::init(&config.log)?;
     let shutdown = switchyard::shutdown_signal().context("cannot install signal handlers")?;
     let listen = config.http.listen.clone();
-    let app = App::build(config)
-        .await
-        .context("cannot open the database (database.url)")?;
+    let app = App::build(config).await.map_err(|e| match e {
+        switchyard::app::BuildError::Store(e) => {
+            anyhow::Error::new(e).context("cannot open the database (database.url)")
+        }
+        switchyard::app::BuildError::Redis(e) => {
+            anyhow::Error::new(e).context("cannot connect to Redis (redis.url)")
+        }
+    })?;
     let listener = TcpListener::bind(&listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (http.listen)"))?;

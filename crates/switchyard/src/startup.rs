@@ -33,11 +33,11 @@ pub async fn run(
     let addr = listener
         .local_addr()
         .context("listener has no local address")?;
+    // Background tasks run on `app.tasks` and watch `app.shutdown`.
+    crate::nodes::start(&app);
     let app = Arc::new(app);
     let token = app.shutdown.clone();
     let tasks = app.tasks.clone();
-    // Background tasks (ESL node supervisors, …) are spawned here on `app.tasks`, watching
-    // `app.shutdown`.
 
     let signal_token = token.clone();
     let signal = async move {

@@ -254,3 +254,55 @@ fn check_config_prints_config_without_secrets() {
     let reparsed: toml::Value = toml::from_str(&stdout).expect("output is TOML");
     assert!(reparsed.get("esl").is_some());
 }
+
+/// The operator's view of the foundation: start the binary against two FreeSWITCH nodes
+/// (simulated) and see both nodes' HEARTBEATs in the log. Multi-threaded: the simulated nodes
+/// keep serving while this test blocks reading the child's stderr.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_the_heartbeats_of_every_configured_node() {
+    let mut sims = Vec::new();
+    for name in ["fs-one", "fs-two"] {
+        let mut config = fsim::NodeConfig::new(name);
+        config.heartbeat_interval = Duration::from_millis(300);
+        sims.push(fsim::SimNode::start(config).await.expect("fsim node"));
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut body = serve_config(&dir);
+    for (id, sim) in ["one", "two"].iter().zip(&sims) {
+        body.push_str(&format!(
+            "[[nodes]]\nid = \"{id}\"\nesl_addr = \"{}\"\nesl_password = \"ClueCon\"\n\
+             wss_url = \"wss://{id}.example.com:7443\"\n",
+            sim.esl_addr()
+        ));
+    }
+    let config = write_config(&dir, &body);
+    let mut command = switchyard(dir.path());
+    command.arg("--config").arg(&config).env("NO_COLOR", "1");
+    let mut child = command.spawn().expect("spawn switchyard");
+    let _stdout = read_lines(child.stdout.take().expect("stdout"));
+    let stderr = read_lines(child.stderr.take().expect("stderr"));
+
+    let deadline = Instant::now() + STARTUP;
+    let mut seen = [false, false];
+    let mut log = Vec::new();
+    while seen.contains(&false) {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = stderr.recv_timeout(remaining) else {
+            let _ = child.kill();
+            panic!("no heartbeat from both nodes; log:\n{}", log.join("\n"));
+        };
+        if line.contains("heartbeat") {
+            for (i, id) in ["one", "two"].iter().enumerate() {
+                if line.contains(&format!("node={id}")) || line.contains(&format!("node: {id}")) {
+                    seen[i] = true;
+                }
+            }
+        }
+        log.push(line);
+    }
+
+    let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid fits i32"));
+    kill(pid, Signal::SIGTERM).expect("send signal");
+    let status = wait_timeout(&mut child, EXIT).expect("exits after SIGTERM");
+    assert_eq!(status.code(), Some(0), "{}", drain(&stderr));
+}

@@ -2,9 +2,13 @@
 //!
 //! - `store`: the same assertions against SQLite and PostgreSQL (`DATABASE_URL`).
 //! - `serve`: `switchyard::run` in-process on a port-0 listener.
+//! - `nodes`: ESL supervision against simulated FreeSWITCH nodes (fsim).
+//! - `redis`: the optional Redis connection (`REDIS_URL`).
 //! - `binary`: the real `switchyard` executable: startup line, probes, signals, bad configs.
 
 mod binary;
+mod nodes;
+mod redis;
 mod serve;
 mod store;
 mod support;

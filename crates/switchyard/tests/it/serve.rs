@@ -28,8 +28,20 @@ async fn probes_answer_ok() {
         let response = client().get(app.url(path)).send().await.expect("GET");
         assert_eq!(response.status(), StatusCode::OK, "{path}");
         let body: Value = response.json().await.expect("JSON");
-        assert_eq!(body, json!({ "status": "ok" }), "{path}");
+        assert_eq!(body["status"], json!("ok"), "{path}");
     }
+    let body: Value = client()
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(
+        body,
+        json!({ "status": "ok", "redis": "not_configured", "nodes": [] })
+    );
     app.stop().await.expect("clean shutdown");
 }
 

@@ -1,0 +1,205 @@
+//! The real binaries, end to end: `fsim` plays two FreeSWITCH nodes, `switchyard` connects to
+//! them; faults are injected through fsim's control port and observed through `/readyz`.
+//!
+//! The executables come from the same target directory as this test; the test asks cargo to
+//! bring them up to date first.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+/// `target/<profile>/`, next to this test executable's `deps/` directory.
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps layout")
+        .to_path_buf()
+}
+
+/// The path of a workspace binary, rebuilt first so a stale executable is never tested. The
+/// build is the same as `cargo test --workspace`'s (same packages, so the same unified
+/// features), hence a no-op there.
+fn binary(name: &str) -> PathBuf {
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    BUILD.call_once(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["test", "--workspace", "--no-run", "--quiet"])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building the binaries failed");
+    });
+    let path = bin_dir().join(name);
+    assert!(path.exists(), "{} not found", path.display());
+    path
+}
+
+/// A child process whose stdout lines arrive on a channel; killed when dropped.
+struct Proc {
+    child: Child,
+    stdout: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    fn spawn(command: &mut Command) -> Proc {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .env_remove("RUST_LOG")
+            .spawn()
+            .expect("spawn");
+        let pipe = child.stdout.take().expect("stdout");
+        let (tx, stdout) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc { child, stdout }
+    }
+
+    /// The rest of the first stdout line starting with `prefix`.
+    fn line(&self, prefix: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .stdout
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no stdout line starting with {prefix:?}"));
+            if let Some(rest) = line.strip_prefix(prefix) {
+                return rest.trim().to_owned();
+            }
+        }
+    }
+
+    fn terminate(mut self) -> Option<i32> {
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
+        let _ = kill(pid, Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn readyz(base: &str) -> Value {
+    reqwest::get(format!("{base}/readyz"))
+        .await
+        .expect("GET /readyz")
+        .json()
+        .await
+        .expect("readyz JSON")
+}
+
+fn node<'a>(ready: &'a Value, id: &str) -> &'a Value {
+    ready["nodes"]
+        .as_array()
+        .and_then(|nodes| nodes.iter().find(|n| n["id"] == id))
+        .unwrap_or(&Value::Null)
+}
+
+/// Polls `/readyz` until `pred` holds.
+async fn wait_ready(base: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ready = readyz(base).await;
+        if pred(&ready) {
+            return ready;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}: {ready}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchyard_supervises_simulated_nodes_through_faults() {
+    let fsim = Proc::spawn(
+        Command::new(binary("fsim"))
+            .args(["--nodes", "2", "--esl", "127.0.0.1:0", "--heartbeat-interval", "1"])
+            .args(["--control", "127.0.0.1:0"]),
+    );
+    let esl1 = fsim.line("listening esl fs1 ");
+    let esl2 = fsim.line("listening esl fs2 ");
+    let control = fsim.line("listening control ");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("switchyard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\n\
+             [database]\nurl = \"sqlite://{}?mode=rwc\"\n\
+             [esl]\ndead_after_secs = 3\nbackoff_min_ms = 100\nbackoff_max_ms = 500\n\
+             [[nodes]]\nid = \"fs1\"\nesl_addr = \"{esl1}\"\nesl_password = \"ClueCon\"\nwss_url = \"wss://fs1.test:7443\"\n\
+             [[nodes]]\nid = \"fs2\"\nesl_addr = \"{esl2}\"\nesl_password = \"ClueCon\"\nwss_url = \"wss://fs2.test:7443\"\n",
+            dir.path().join("sy.db").display()
+        ),
+    )
+    .expect("write config");
+    let switchyard = Proc::spawn(
+        Command::new(binary("switchyard"))
+            .arg("--config")
+            .arg(&config)
+            .current_dir(dir.path()),
+    );
+    let base = switchyard.line("listening on ");
+
+    // Both nodes up, with HEARTBEATs.
+    wait_ready(&base, "both nodes' heartbeats", |r| {
+        ["fs1", "fs2"].iter().all(|id| {
+            node(r, id)["state"] == "up" && !node(r, id)["last_heartbeat_age_secs"].is_null()
+        })
+    })
+    .await;
+
+    let http = reqwest::Client::new();
+    let fault = |node: &str, fault: &str| {
+        http.post(format!("{control}/nodes/{node}/faults/{fault}"))
+            .send()
+    };
+
+    // Dropped ESL connections: reconnected.
+    let response = fault("fs1", "drop-esl").await.expect("drop-esl");
+    assert!(response.status().is_success(), "{response:?}");
+    wait_ready(&base, "fs1 reconnected", |r| {
+        node(r, "fs1")["connections"].as_u64() >= Some(2) && node(r, "fs1")["state"] == "up"
+    })
+    .await;
+
+    // A frozen node is found dead (no bytes, no HEARTBEAT), then recovers once thawed.
+    fault("fs2", "freeze").await.expect("freeze");
+    wait_ready(&base, "fs2 down", |r| node(r, "fs2")["state"] == "down").await;
+    fault("fs2", "unfreeze").await.expect("unfreeze");
+    wait_ready(&base, "fs2 back up", |r| node(r, "fs2")["state"] == "up").await;
+
+    // A restarted node comes back.
+    fault("fs1", "restart").await.expect("restart");
+    wait_ready(&base, "fs1 after restart", |r| {
+        node(r, "fs1")["connections"].as_u64() >= Some(3) && node(r, "fs1")["state"] == "up"
+    })
+    .await;
+
+    assert_eq!(switchyard.terminate(), Some(0), "switchyard exits cleanly on SIGTERM");
+    assert_eq!(fsim.terminate(), Some(0), "fsim exits cleanly on SIGTERM");
+}
