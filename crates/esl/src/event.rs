@@ -117,7 +117,8 @@ impl Event {
                         rest.len()
                     )));
                 }
-                let headers = without_last(headers);
+                let mut headers = headers;
+                headers.pop();
                 Ok(Event {
                     headers,
                     body: Some(rest.slice(..n)),
@@ -288,18 +289,6 @@ impl Event {
     pub fn into_parts(self) -> (Headers, Option<Bytes>) {
         (self.headers, self.body)
     }
-}
-
-fn without_last(headers: Headers) -> Headers {
-    let count = headers.len().saturating_sub(1);
-    let mut out = Headers::new();
-    for (name, value) in headers.iter_bytes().take(count) {
-        match std::str::from_utf8(value) {
-            Ok(v) => out.push(name, v),
-            Err(_) => out.push_bytes(name, value),
-        }
-    }
-    out
 }
 
 /// Reads a JSON object into ordered (name, value) pairs, keeping duplicate keys.
