@@ -106,10 +106,11 @@ pub struct ConferenceEvent<'a> {
 }
 
 impl<'a> ConferenceEvent<'a> {
-    /// `Some` when `event` is a `conference::maintenance` event with an `Action`.
+    /// `Some` when `event` is a `conference::maintenance` event. (Only the subclass is checked:
+    /// `Event-Subclass` comes first in CUSTOM events, `Action` often last, so this stays cheap
+    /// on the ingest path.)
     pub fn new(event: &'a Event) -> Option<Self> {
-        (event.subclass() == Some(MAINTENANCE) && event.get("Action").is_some())
-            .then_some(ConferenceEvent { event })
+        (event.subclass() == Some(MAINTENANCE)).then_some(ConferenceEvent { event })
     }
 
     /// The underlying event.
@@ -117,7 +118,7 @@ impl<'a> ConferenceEvent<'a> {
         self.event
     }
 
-    /// The action.
+    /// The action (`Other("")` if the event has no `Action` header).
     pub fn action(&self) -> Action<'a> {
         Action::parse(self.event.get("Action").unwrap_or(""))
     }

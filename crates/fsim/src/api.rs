@@ -203,7 +203,9 @@ fn channel_column(ch: &Channel, hostname: &str, column: &str) -> String {
         "state" => ch.running.name().to_owned(),
         "cid_name" | "initial_cid_name" => cid_name.to_owned(),
         "cid_num" | "initial_cid_num" => cid_num.to_owned(),
-        "ip_addr" | "initial_ip_addr" => profile.map(|p| p.network_addr.clone()).unwrap_or_default(),
+        "ip_addr" | "initial_ip_addr" => {
+            profile.map(|p| p.network_addr.clone()).unwrap_or_default()
+        }
         "dest" | "initial_dest" => profile
             .map(|p| p.destination_number.clone())
             .unwrap_or_default(),
@@ -669,12 +671,20 @@ fn list_all(st: &NodeState, args: &[&str]) -> String {
 fn targets(conf: &Conference, target: &str) -> Result<Vec<u32>, String> {
     match target {
         "all" => Ok(conf.members.iter().rev().map(|m| m.id).collect()),
-        "last" => Ok(conf.members.iter().map(|m| m.id).max().into_iter().collect()),
+        "last" => Ok(conf
+            .members
+            .iter()
+            .map(|m| m.id)
+            .max()
+            .into_iter()
+            .collect()),
         _ => {
             let id: u32 = target
                 .bytes()
                 .take_while(u8::is_ascii_digit)
-                .fold(0u32, |n, d| n.saturating_mul(10).saturating_add(u32::from(d - b'0')));
+                .fold(0u32, |n, d| {
+                    n.saturating_mul(10).saturating_add(u32::from(d - b'0'))
+                });
             if conf.member(id).is_some() {
                 Ok(vec![id])
             } else {

@@ -169,7 +169,9 @@ impl Subscription {
             Some((n, v)) => (n, Some(v)),
             None => (rest, None),
         };
-        if name.eq_ignore_ascii_case("delete") && let Some(args) = value {
+        if name.eq_ignore_ascii_case("delete")
+            && let Some(args) = value
+        {
             let (name, value) = match args.split_once(' ') {
                 Some((n, v)) => (n, Some(v)),
                 None => (args, None),
@@ -304,7 +306,10 @@ impl Listener {
                     tracing::error!(listener = self.id, "Event enqueue ERROR");
                 }
                 if lost > MAX_MISSED && !self.killed.swap(true, Ordering::Relaxed) {
-                    tracing::error!(listener = self.id, "killing listener because of lost events");
+                    tracing::error!(
+                        listener = self.id,
+                        "killing listener because of lost events"
+                    );
                     self.kill.notify_one();
                 }
             }
@@ -387,7 +392,10 @@ mod tests {
             "+OK event listener enabled json"
         );
         assert_eq!(s.event_command("event plain"), "-ERR no keywords supplied");
-        assert_eq!(s.event_command("event plain nothing"), "-ERR no keywords supplied");
+        assert_eq!(
+            s.event_command("event plain nothing"),
+            "-ERR no keywords supplied"
+        );
     }
 
     #[test]
@@ -398,7 +406,10 @@ mod tests {
             ("Event-Subclass", "conference::maintenance"),
             ("Event-Name", "CUSTOM"),
         ]);
-        let sofia = ev(&[("Event-Subclass", "sofia::register"), ("Event-Name", "CUSTOM")]);
+        let sofia = ev(&[
+            ("Event-Subclass", "sofia::register"),
+            ("Event-Name", "CUSTOM"),
+        ]);
         assert!(s.wants(&conf));
         assert!(!s.wants(&sofia));
         assert!(s.wants(&ev(&[("Event-Name", "HEARTBEAT")])));
@@ -429,7 +440,10 @@ mod tests {
     fn noevents_and_nixevent_replies() {
         let mut s = Subscription::default();
         assert_eq!(s.noevents_command().0, "-ERR not listening for events");
-        assert_eq!(s.nixevent_command("nixevent CHANNEL_CREATE"), "+OK events nixed");
+        assert_eq!(
+            s.nixevent_command("nixevent CHANNEL_CREATE"),
+            "+OK events nixed"
+        );
         assert_eq!(s.nixevent_command("nixevent"), "-ERR no keywords supplied");
         s.event_command("event plain ALL");
         assert_eq!(s.noevents_command().0, "+OK no longer listening for events");
@@ -450,12 +464,18 @@ mod tests {
             s.filter_command("filter Unique-ID -abc"),
             "+OK filter added. [Unique-ID]=[-abc]"
         );
-        assert!(!s.wants(&ev(&[("Event-Name", "CHANNEL_CREATE"), ("Unique-ID", "abc")])));
+        assert!(!s.wants(&ev(&[
+            ("Event-Name", "CHANNEL_CREATE"),
+            ("Unique-ID", "abc")
+        ])));
         assert_eq!(
             s.filter_command("filter delete Event-Name CHANNEL_CREATE"),
             "+OK filter deleted. [Event-Name][CHANNEL_CREATE]"
         );
-        assert_eq!(s.filter_command("filter delete all"), "+OK filter deleted. [all][]");
+        assert_eq!(
+            s.filter_command("filter delete all"),
+            "+OK filter deleted. [all][]"
+        );
         assert!(s.wants(&ev(&[("Event-Name", "HEARTBEAT")])));
         assert_eq!(s.filter_command("filter Unique-ID"), "-ERR invalid syntax");
         s.filter_command("filter Event-Name /^CHANNEL_.*/");

@@ -705,14 +705,18 @@ impl Channel {
             ch.event(
                 ctx,
                 "CHANNEL_CREATE",
-                at("switch_core_state_machine.c", "switch_core_session_run", 626),
+                at(
+                    "switch_core_state_machine.c",
+                    "switch_core_session_run",
+                    626,
+                ),
                 Data::WithVars,
             )
             .build(),
         );
+        // The call state event already reports the routing state being entered.
         ch.running = State::Routing;
         ch.set_callstate(ctx, out, CallState::Ringing);
-        ch.running = State::Init;
         ch.run_state(ctx, out, State::Routing, State::Routing);
         ch.state = State::Execute;
         let ev = ch.presence(
@@ -725,7 +729,8 @@ impl Channel {
         ch.run_state(ctx, out, State::Execute, State::Execute);
 
         // Dialplan: answer.
-        ch.vars.set("DP_MATCH", format!("ARRAY::{0}|:{0}", call.destination));
+        ch.vars
+            .set("DP_MATCH", format!("ARRAY::{0}|:{0}", call.destination));
         ch.vars.set("call_uuid", ch.uuid.clone());
         ch.vars.set("current_application", "answer");
         let answer_app = ch.answer_app.clone();
@@ -824,7 +829,8 @@ impl Channel {
         // Dialplan: conference.
         let conf_app = uuid::Uuid::new_v4().to_string();
         ch.vars.set("current_application", "conference");
-        ch.vars.set("current_application_data", call.conference_data.clone());
+        ch.vars
+            .set("current_application_data", call.conference_data.clone());
         out.push(ch.execute(ctx, "conference", &call.conference_data, &conf_app));
         ch.conference_app = Some((conf_app, call.conference_data));
         ch
@@ -842,8 +848,7 @@ impl Channel {
         member_id: u32,
         created_conference: bool,
         read_codec: Codec,
-        call_key_user: &str,
-        domain: &str,
+        call_key: &str,
     ) {
         self.vars.set("current_application", "conference");
         self.vars.set("conference_name", conference);
@@ -879,10 +884,7 @@ impl Channel {
         self.vars.set("conference_moderator", "false");
         self.vars.set("conference_ghost", "false");
         self.vars.set("conference_uuid", conference_uuid);
-        self.vars.set(
-            "conference_call_key",
-            format!("conference_{conference}_{domain}_{call_key_user}"),
-        );
+        self.vars.set("conference_call_key", call_key);
         if !created_conference && let Some(leg) = &leg {
             ack(&mut self.vars, leg);
         }
@@ -998,7 +1000,10 @@ impl Channel {
                 943,
             ),
         );
-        b.add("Hangup-Cause", self.hangup_cause.unwrap_or("NORMAL_CLEARING"));
+        b.add(
+            "Hangup-Cause",
+            self.hangup_cause.unwrap_or("NORMAL_CLEARING"),
+        );
         self.add_basic(&mut b);
         self.add_vars(&mut b);
         out.push(b.build());
@@ -1024,14 +1029,9 @@ impl Channel {
         let start = micros(self.created);
         let end = self.hangup_at.map(micros).unwrap_or(start);
         let answer = self.answered.map(micros).unwrap_or(0);
-        let progress_media = self
-            .profile
-            .as_ref()
-            .map(|p| p.progress_media)
-            .unwrap_or(0);
-        let stamp = |us: u64| {
-            local_stamp(std::time::UNIX_EPOCH + std::time::Duration::from_micros(us))
-        };
+        let progress_media = self.profile.as_ref().map(|p| p.progress_media).unwrap_or(0);
+        let stamp =
+            |us: u64| local_stamp(std::time::UNIX_EPOCH + std::time::Duration::from_micros(us));
         let cause = self.hangup_cause.unwrap_or("NORMAL_CLEARING");
         let is_sip = self.sip().is_some();
         let v = &mut self.vars;
@@ -1068,7 +1068,10 @@ impl Channel {
         ] {
             v.set(name, "0");
         }
-        v.set("progress_media_epoch", (progress_media / 1_000_000).to_string());
+        v.set(
+            "progress_media_epoch",
+            (progress_media / 1_000_000).to_string(),
+        );
         v.set("progress_media_uepoch", progress_media.to_string());
         v.set("end_epoch", (end / 1_000_000).to_string());
         v.set("end_uepoch", end.to_string());
@@ -1235,7 +1238,11 @@ impl Channel {
         a.peer = Some(b_uuid);
         b.peer = Some(a_uuid);
 
-        let create = at("switch_core_state_machine.c", "switch_core_session_run", 626);
+        let create = at(
+            "switch_core_state_machine.c",
+            "switch_core_session_run",
+            626,
+        );
         for ch in [&mut a, &mut b] {
             ch.running = State::Init;
             ch.state = State::Routing;
@@ -1264,7 +1271,10 @@ impl Channel {
             if let Some(p) = &mut ch.profile {
                 p.answered = micros(now);
             }
-            out.push(ch.event(ctx, "CHANNEL_ANSWER", answered, Data::WithVars).build());
+            out.push(
+                ch.event(ctx, "CHANNEL_ANSWER", answered, Data::WithVars)
+                    .build(),
+            );
         }
         for ch in [&mut a, &mut b] {
             ch.callstate = CallState::Active;

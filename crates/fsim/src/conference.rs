@@ -246,7 +246,12 @@ impl Conference {
     }
 
     /// The M block of `member`, whose channel is `channel`.
-    pub fn add_member_data(&self, b: &mut EventBuilder, member: &Member, channel: Option<&Channel>) {
+    pub fn add_member_data(
+        &self,
+        b: &mut EventBuilder,
+        member: &Member,
+        channel: Option<&Channel>,
+    ) {
         self.add_data(b);
         b.add_bool("Floor", self.floor == Some(member.id));
         if let Some(ch) = channel {
@@ -439,7 +444,10 @@ impl Conference {
         self.add_data(&mut b);
         b.add("Action", "stop-recording");
         b.add("Path", &rec.path);
-        b.add("Other-Recordings", if others > 0 { "true" } else { "false" });
+        b.add(
+            "Other-Recordings",
+            if others > 0 { "true" } else { "false" },
+        );
         b.add_display("Samples-Out", ms * u64::from(self.rate) / 1000);
         b.add_display("Samplerate", self.rate);
         b.add_display("Milliseconds-Elapsed", ms);
@@ -486,12 +494,7 @@ impl Conference {
     }
 
     /// The member lines of `conference [<name>] list`, newest member first.
-    pub fn list_members(
-        &self,
-        out: &mut String,
-        delim: &str,
-        channels: &Channels,
-    ) {
+    pub fn list_members(&self, out: &mut String, delim: &str, channels: &Channels) {
         for m in self.members.iter().rev() {
             let ch = channels.get(&m.channel);
             let (name, (cid_name, cid_num)) = match ch {
@@ -537,10 +540,7 @@ impl Conference {
                         ("has_floor".into(), Json::Bool(self.floor == Some(m.id))),
                         ("is_moderator".into(), Json::Bool(false)),
                         ("end_conference".into(), Json::Bool(false)),
-                        (
-                            "mandatory_member_end_conference".into(),
-                            Json::Bool(false),
-                        ),
+                        ("mandatory_member_end_conference".into(), Json::Bool(false)),
                         ("pass_digits".into(), Json::Bool(false)),
                     ]),
                 ),
@@ -573,7 +573,10 @@ impl Conference {
             ("member_count".into(), Json::Int(self.size() as i64)),
             ("ghost_count".into(), Json::Int(0)),
             ("rate".into(), Json::Int(i64::from(self.rate))),
-            ("run_time".into(), Json::secs(self.created.elapsed().as_secs())),
+            (
+                "run_time".into(),
+                Json::secs(self.created.elapsed().as_secs()),
+            ),
             ("conference_uuid".into(), Json::str(&self.uuid)),
             ("canvas_count".into(), Json::Int(i64::from(self.video_mux))),
             ("max_bw_in".into(), Json::Int(0)),
@@ -814,7 +817,10 @@ mod tests {
             v.pretty(),
             "[{\n\t\t\"a\":\t1,\n\t\t\"v\":\t{\n\t\t},\n\t\t\"m\":\t[{\n\t\t\t\t\"x\":\ttrue\n\t\t\t}, {\n\t\t\t\t\"y\":\t\"z\"\n\t\t\t}]\n\t}]"
         );
-        assert_eq!(v.compact(), "[{\"a\":1,\"v\":{},\"m\":[{\"x\":true},{\"y\":\"z\"}]}]");
+        assert_eq!(
+            v.compact(),
+            "[{\"a\":1,\"v\":{},\"m\":[{\"x\":true},{\"y\":\"z\"}]}]"
+        );
     }
 
     #[test]
@@ -831,7 +837,9 @@ mod tests {
         c.members.push(Member::new(2, "v".into()));
         s.clear();
         c.list_header(&mut s);
-        assert!(s.starts_with("+OK Conference 3000 (2 members rate: 8000 locked flags: locked|running"));
+        assert!(
+            s.starts_with("+OK Conference 3000 (2 members rate: 8000 locked flags: locked|running")
+        );
     }
 
     #[test]

@@ -193,7 +193,7 @@ impl Conn {
                         }
                     };
                 }
-                _ = self.listener.kill.notified() => {
+                _ = self.listener.kill.notified(), if !frozen => {
                     return self.notice(KILLED_NOTICE).await;
                 }
                 _ = self.frozen.changed() => continue,
@@ -390,10 +390,7 @@ fn log_command(level: &str) -> String {
 fn background_job(shared: &Shared, job: &str, cmd: &str, args: &str) {
     let body = crate::api::execute(shared, cmd, args);
     shared.fire_with(|ctx, _| {
-        let mut b = ctx.event(
-            "BACKGROUND_JOB",
-            at("mod_event_socket.c", "api_exec", 1580),
-        );
+        let mut b = ctx.event("BACKGROUND_JOB", at("mod_event_socket.c", "api_exec", 1580));
         b.add("Job-UUID", job);
         b.add("Job-Command", cmd);
         b.add("Job-Command-Arg", args);
@@ -418,7 +415,10 @@ mod tests {
     fn prefixes() {
         assert!(starts_with_ci("EVENTS plain ALL", "event"));
         assert!(!starts_with_ci("ev", "event"));
-        assert_eq!(split_command("conference 3000 list"), ("conference", "3000 list"));
+        assert_eq!(
+            split_command("conference 3000 list"),
+            ("conference", "3000 list")
+        );
         assert_eq!(split_command("status"), ("status", ""));
     }
 }

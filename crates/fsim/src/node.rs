@@ -657,8 +657,10 @@ impl SimNode {
                     .members
                     .iter()
                     .map(|m| {
-                        let (name, number) =
-                            st.channels.get(&m.channel).map_or(("", ""), |ch| ch.caller_id());
+                        let (name, number) = st
+                            .channels
+                            .get(&m.channel)
+                            .map_or(("", ""), |ch| ch.caller_id());
                         MemberSnapshot {
                             id: m.id,
                             channel_uuid: m.channel.clone(),
@@ -810,7 +812,10 @@ fn register_events(
         done.add(name, value);
     }
     let mut query = ctx.event("MESSAGE_QUERY", origin(2168));
-    query.add("Message-Account", &format!("sip:{}@{}", reg.user, reg.realm));
+    query.add(
+        "Message-Account",
+        &format!("sip:{}@{}", reg.user, reg.realm),
+    );
     query.add("VM-Sofia-Profile", &cfg.sip_profile);
     query.add("VM-Call-ID", &reg.call_id);
     vec![pre.build(), attempt.build(), done.build(), query.build()]

@@ -64,15 +64,18 @@ pub(crate) struct Stats {
 const FIVE_MIN: Duration = Duration::from_secs(300);
 
 impl Stats {
-    fn session_created(&mut self, live: usize) {
+    fn session_created(&mut self) {
         let now = Instant::now();
         self.created.push_back(now);
         self.trim(now);
         let sps = self.window(now, Duration::ZERO, Duration::from_secs(1));
         self.sps_peak = self.sps_peak.max(sps);
         self.sps_samples.push_back((now, sps));
+    }
+
+    fn live_sessions(&mut self, live: usize) {
         self.peak = self.peak.max(live);
-        self.peak_samples.push_back((now, live));
+        self.peak_samples.push_back((Instant::now(), live));
     }
 
     fn trim(&mut self, now: Instant) {
@@ -258,14 +261,15 @@ impl Tx<'_> {
     /// A new session id; counts the session for `status`/HEARTBEAT.
     pub fn new_session(&mut self) -> u64 {
         self.st.session_seq += 1;
-        let live = self.st.channels.len() + 1;
-        self.st.stats.session_created(live);
+        self.st.stats.session_created();
         self.st.session_seq
     }
 
     pub fn add_channel(&mut self, ch: Channel) {
         self.st.channel_order.push(ch.uuid.clone());
         self.st.channels.insert(ch.uuid.clone(), ch);
+        let live = self.st.channels.len();
+        self.st.stats.live_sessions(live);
     }
 
     fn drop_channel(&mut self, uuid: &str) -> Option<Channel> {
@@ -321,8 +325,7 @@ impl Tx<'_> {
                 id,
                 created,
                 l16(conf.rate),
-                call_key_user,
-                &conf.domain,
+                &format!("conference_{name}_{}_{call_key_user}", conf.domain),
             );
         }
         let member = Member::new(id, uuid.to_owned());
@@ -459,13 +462,8 @@ impl Tx<'_> {
         }
         let m = m.clone();
         let (action, origin) = op.event();
-        self.out.push(conf.member_event(
-            &ctx,
-            &m,
-            channels.get(&m.channel),
-            action,
-            origin,
-        ));
+        self.out
+            .push(conf.member_event(&ctx, &m, channels.get(&m.channel), action, origin));
         match op {
             MemberOp::Mute if conf.floor == Some(id) => {
                 deferred.push_back(Deferred::FloorCheck(name.to_owned()));
@@ -601,7 +599,7 @@ impl Tx<'_> {
             return;
         }
         if conf.floor.is_none() {
-            let next = conf.best_talker(None).or_else(|| match conf.members.as_slice() {
+            let next = conf.best_talker(None).or(match conf.members.as_slice() {
                 [only] => Some(only.id),
                 _ => None,
             });
@@ -660,5 +658,183 @@ impl Tx<'_> {
         if let Some(mut ch) = self.drop_channel(uuid) {
             ch.after_conference(&ctx, &mut self.out);
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU64;
+
+    use super::*;
+
+    struct Fixture {
+        st: NodeState,
+        cfg: NodeConfig,
+        ctx: EventCtx,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let st = NodeState::new();
+            let ctx = EventCtx {
+                core_uuid: st.core_uuid.clone(),
+                hostname: "vm".into(),
+                ipv4: "192.0.2.2".into(),
+                ipv6: "fd00::2".into(),
+                seq: Arc::new(AtomicU64::new(0)),
+            };
+            Fixture {
+                st,
+                cfg: NodeConfig::new("vm"),
+                ctx,
+            }
+        }
+
+        /// Runs `f` and settles, returning the events as (name or action, member id) pairs.
+        fn run<R>(&mut self, f: impl FnOnce(&mut Tx<'_>) -> R) -> (R, Vec<(String, String)>) {
+            let mut tx = Tx {
+                st: &mut self.st,
+                cfg: &self.cfg,
+                ctx: self.ctx.clone(),
+                out: Vec::new(),
+            };
+            let r = f(&mut tx);
+            tx.settle();
+            let events = tx
+                .out
+                .iter()
+                .map(|e| {
+                    let what = e
+                        .get("Action")
+                        .or(e.event_name())
+                        .unwrap_or_default()
+                        .to_owned();
+                    let detail = match e.get("Action") {
+                        Some("floor-change") => format!(
+                            "{}>{}",
+                            e.get("Old-ID").unwrap_or_default(),
+                            e.get("New-ID").unwrap_or_default()
+                        ),
+                        _ => e.get("Member-ID").unwrap_or_default().to_owned(),
+                    };
+                    (what, detail)
+                })
+                .collect();
+            (r, events)
+        }
+
+        /// A loopback pair whose legs both join `conf`; returns (b, a) uuids (join order).
+        fn pair(&mut self, conf: &str) -> (String, String) {
+            let ((a, b), _) = self.run(|tx| {
+                let ids = (tx.new_session(), tx.new_session());
+                let (a, b) = Channel::loopback_pair(
+                    &tx.ctx,
+                    &mut tx.out,
+                    conf,
+                    "default",
+                    ids,
+                    crate::channel::L16_8K,
+                );
+                let (au, bu) = (a.uuid.clone(), b.uuid.clone());
+                tx.add_channel(a);
+                tx.add_channel(b);
+                tx.join(&bu, conf, "default", "b").unwrap();
+                tx.join(&au, conf, "default", "a").unwrap();
+                (au, bu)
+            });
+            (b, a)
+        }
+    }
+
+    fn has(events: &[(String, String)], what: &str, detail: &str) -> bool {
+        events.iter().any(|(w, d)| w == what && d == detail)
+    }
+
+    #[test]
+    fn member_ids_are_node_wide() {
+        let mut f = Fixture::new();
+        f.pair("1");
+        f.pair("2");
+        let ids: Vec<u32> =
+            f.st.conferences
+                .values()
+                .flat_map(|c| c.members.iter().map(|m| m.id))
+                .collect();
+        assert_eq!(ids, [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn floor_rules() {
+        let mut f = Fixture::new();
+        let (m1, m2) = f.pair("3000");
+        // The first member got the floor on joining.
+        assert_eq!(f.st.conferences["3000"].floor, Some(1));
+        // A talker takes the floor from a silent holder...
+        let (_, ev) = f.run(|tx| tx.start_talking(&m2).unwrap());
+        assert_eq!(
+            ev,
+            [
+                ("start-talking".into(), "2".into()),
+                ("floor-change".into(), "1>2".into())
+            ]
+        );
+        // ...but not from a talking one.
+        let (_, ev) = f.run(|tx| tx.start_talking(&m1).unwrap());
+        assert_eq!(ev, [("start-talking".into(), "1".into())]);
+        // Muting the holder hands the floor to the other talker, after the mute event.
+        let (_, ev) = f.run(|tx| tx.member_op("3000", 2, MemberOp::Mute));
+        assert_eq!(
+            ev,
+            [
+                ("mute-member".into(), "2".into()),
+                ("floor-change".into(), "2>1".into())
+            ]
+        );
+        // A muted member's talking is not reported.
+        let (_, ev) = f.run(|tx| tx.start_talking(&m2).unwrap());
+        assert!(ev.is_empty());
+        // The holder leaving: none/none before del-member; the last member gets it afterwards.
+        let (_, ev) = f.run(|tx| tx.member_op("3000", 1, MemberOp::Kick));
+        let pos = |w: &str, d: &str| ev.iter().position(|(a, b)| a == w && b == d).unwrap();
+        assert!(pos("kick-member", "1") < pos("floor-change", "none>none"));
+        assert!(pos("floor-change", "none>none") < pos("del-member", "1"));
+        // The kicked leg's peer goes too (loopback pair), emptying the conference.
+        assert!(has(&ev, "del-member", "2"));
+        assert!(pos("CHANNEL_HANGUP_COMPLETE", "") < pos("conference-destroy", ""));
+        assert!(f.st.conferences.is_empty());
+        assert!(f.st.channels.is_empty());
+    }
+
+    #[test]
+    fn holder_leaving_several_members_leaves_the_floor_empty() {
+        let mut f = Fixture::new();
+        let (_b1, _a1) = f.pair("3000");
+        // Detach the second pair's legs from each other so one can leave alone.
+        let (b2, _a2) = f.pair("3000");
+        for ch in f.st.channels.values_mut() {
+            ch.peer = None;
+        }
+        f.run(|tx| tx.take_floor(&b2).unwrap());
+        assert_eq!(f.st.conferences["3000"].floor, Some(3));
+        let (_, ev) = f.run(|tx| tx.remote_hangup(&b2).unwrap());
+        assert!(has(&ev, "floor-change", "none>none"));
+        // Three members remain and nobody talks: no new holder.
+        assert_eq!(f.st.conferences["3000"].floor, None);
+        assert!(
+            !ev.iter()
+                .any(|(w, d)| w == "floor-change" && d != "none>none")
+        );
+    }
+
+    #[test]
+    fn stats_count_sessions() {
+        let mut f = Fixture::new();
+        f.pair("1");
+        assert_eq!(f.st.session_seq, 2);
+        assert_eq!(f.st.stats.peak, 2);
+        assert_eq!(f.st.stats.sps_current(), 2);
+        assert!(f.st.idle_cpu() < 99.5);
     }
 }

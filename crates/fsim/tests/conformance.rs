@@ -102,7 +102,11 @@ async fn single_replies_are_byte_exact() {
             "filter delete Event-Name CHANNEL_CREATE",
         ),
         ("esl-filter-delete-all.txt", &[], "filter delete all"),
-        ("esl-nixevent.txt", &["event plain HEARTBEAT"], "nixevent HEARTBEAT"),
+        (
+            "esl-nixevent.txt",
+            &["event plain HEARTBEAT"],
+            "nixevent HEARTBEAT",
+        ),
         (
             "esl-nixevent-custom.txt",
             &["event plain CUSTOM conference::maintenance"],
@@ -114,13 +118,33 @@ async fn single_replies_are_byte_exact() {
             "nixevent CHANNEL_CREATE",
         ),
         ("esl-noevents.txt", &["event plain ALL"], "noevents"),
-        ("esl-event-bad-format.txt", &[], "event bogus CHANNEL_CREATE"),
+        (
+            "esl-event-bad-format.txt",
+            &[],
+            "event bogus CHANNEL_CREATE",
+        ),
         ("esl-unknown-esl-command.txt", &[], "frobnicate"),
         ("esl-api-version.txt", &[], "api version"),
-        ("esl-api-show-calls-count-idle.txt", &[], "api show calls count"),
-        ("esl-api-show-channels-as-json-idle.txt", &[], "api show channels as json"),
-        ("esl-api-conference-list-no-conferences.txt", &[], "api conference list"),
-        ("esl-api-conference-9999-list-nonexistent.txt", &[], "api conference 9999 list"),
+        (
+            "esl-api-show-calls-count-idle.txt",
+            &[],
+            "api show calls count",
+        ),
+        (
+            "esl-api-show-channels-as-json-idle.txt",
+            &[],
+            "api show channels as json",
+        ),
+        (
+            "esl-api-conference-list-no-conferences.txt",
+            &[],
+            "api conference list",
+        ),
+        (
+            "esl-api-conference-9999-list-nonexistent.txt",
+            &[],
+            "api conference 9999 list",
+        ),
         ("esl-api-nosuchcmd.txt", &[], "api nosuchcmd"),
         ("esl-api-eval-no-args.txt", &[], "api eval"),
         ("esl-api-conference-no-args.txt", &[], "api conference"),
@@ -146,7 +170,8 @@ async fn single_replies_are_byte_exact() {
 async fn conference_usage_fixture_is_the_captured_body() {
     let captured = frames("esl-api-conference-no-args.txt");
     let fixture = std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/conference-usage.txt"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/conference-usage.txt"),
     )
     .unwrap();
     assert_eq!(&body(&captured[0])[..], &fixture[..]);
@@ -180,7 +205,10 @@ async fn heartbeat_in_plain_json_and_xml() {
             String::from_utf8_lossy(&replies[..prefix_len]),
             "{name}"
         );
-        assert_eq!(heartbeat.content_type(), expected.last().unwrap().content_type());
+        assert_eq!(
+            heartbeat.content_type(),
+            expected.last().unwrap().content_type()
+        );
         let got = event_of(&heartbeat).unwrap();
         let want = event_of(expected.last().unwrap()).unwrap();
         let diffs = diff_events(&got, &want);
@@ -206,8 +234,12 @@ async fn heartbeat_is_followed_by_re_schedule_and_carries_the_load() {
     let node = SimNode::start(cfg).await.unwrap();
     let mut c = Client::authed(node.esl_addr()).await;
     c.command("event plain HEARTBEAT RE_SCHEDULE").await;
-    node.call("1001", "secret1001", "3000", "default").await.unwrap();
-    node.call("1002", "secret1002", "3000", "default").await.unwrap();
+    node.call("1001", "secret1001", "3000", "default")
+        .await
+        .unwrap();
+    node.call("1002", "secret1002", "3000", "default")
+        .await
+        .unwrap();
     // The first HEARTBEAT after both calls (an earlier one may have been on its way).
     let (a, b) = loop {
         let a = event_of(&c.frame().await).unwrap();
@@ -311,7 +343,9 @@ async fn story() -> Story {
         call_id: Some("1-15318@127.0.0.1".into()),
         ..captured_register_ua("1001")
     };
-    node.register_with("1001", "secret1001", &stale).await.unwrap();
+    node.register_with("1001", "secret1001", &stale)
+        .await
+        .unwrap();
     let mut all = Client::authed(addr).await;
     all.command("event plain ALL").await;
     let all = all.collect();
@@ -348,14 +382,26 @@ async fn story() -> Story {
     q("show registrations").await;
 
     let c1 = node
-        .call_with("1001", "secret1001", "3000", "default", &captured_ua("1001"))
+        .call_with(
+            "1001",
+            "secret1001",
+            "3000",
+            "default",
+            &captured_ua("1001"),
+        )
         .await
         .unwrap();
     assert_eq!(c1.member_id, 1);
     node.start_talking(&c1.uuid).await.unwrap();
     q("conference list").await;
     let c2 = node
-        .call_with("1002", "secret1002", "3000", "default", &captured_ua("1002"))
+        .call_with(
+            "1002",
+            "secret1002",
+            "3000",
+            "default",
+            &captured_ua("1002"),
+        )
         .await
         .unwrap();
     assert_eq!(c2.member_id, 2);
@@ -387,7 +433,10 @@ async fn story() -> Story {
     let mut bgapi = Vec::new();
     for (sub, cmd) in [
         (Some("event plain BACKGROUND_JOB"), "bgapi conference list"),
-        (Some("event json BACKGROUND_JOB"), "bgapi conference 3000 list"),
+        (
+            Some("event json BACKGROUND_JOB"),
+            "bgapi conference 3000 list",
+        ),
         (None, "bgapi conference list"),
     ] {
         let mut c = Client::authed(addr).await;
@@ -455,16 +504,30 @@ async fn story() -> Story {
     node.stop_talking(&c2.uuid).await.unwrap();
     node.hangup(&c2.uuid).await.unwrap();
     node.hangup(&c1.uuid).await.unwrap();
-    for cmd in ["conference 3000 list", "conference list", "show calls count"] {
+    for cmd in [
+        "conference 3000 list",
+        "conference list",
+        "show calls count",
+    ] {
         q(cmd).await;
     }
-    all.wait_for("conference-destroy", |evs| {
+    // Everything was queued before the last api reply; wait until both streams have it.
+    all.wait_for("the last API event", |evs| {
+        evs.iter()
+            .rposition(|e| e.get("API-Command") == Some("show"))
+            .zip(
+                evs.iter()
+                    .position(|e| e.get("Action") == Some("conference-destroy")),
+            )
+            .is_some_and(|(show, destroy)| show > destroy)
+    })
+    .await;
+    json.wait_for("conference-destroy", |evs| {
         evs.iter()
             .any(|e| e.get("Action") == Some("conference-destroy"))
     })
     .await;
     all.settle(Duration::from_millis(50)).await;
-    json.settle(Duration::from_millis(20)).await;
     let api_stream = api.raw.clone();
     let (all, json) = (all.events(), json.events());
     node.shutdown().await;
@@ -488,8 +551,7 @@ fn comparable(e: &Event) -> bool {
         return false;
     }
     !(name != "CUSTOM"
-        && e
-            .get("Channel-Name")
+        && e.get("Channel-Name")
             .is_some_and(|n| n.starts_with("loopback/")))
 }
 
@@ -509,7 +571,12 @@ async fn conference_story_matches_the_captures() {
     assert_same_events("conference::maintenance", &got, &want);
 
     // 2. The whole `event plain ALL` stream.
-    let got: Vec<Event> = story.all.iter().filter(|e| comparable(e)).cloned().collect();
+    let got: Vec<Event> = story
+        .all
+        .iter()
+        .filter(|e| comparable(e))
+        .cloned()
+        .collect();
     let want: Vec<Event> = events("esl-events-plain-all-conference-session.txt")
         .into_iter()
         .filter(comparable)
@@ -517,7 +584,12 @@ async fn conference_story_matches_the_captures() {
     assert_same_events("event plain ALL", &got, &want);
 
     // 3. The JSON stream.
-    let got: Vec<Event> = story.json.iter().filter(|e| comparable(e)).cloned().collect();
+    let got: Vec<Event> = story
+        .json
+        .iter()
+        .filter(|e| comparable(e))
+        .cloned()
+        .collect();
     let want: Vec<Event> = events("esl-events-json-conference-session.txt")
         .into_iter()
         .filter(comparable)

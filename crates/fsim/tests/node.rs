@@ -39,27 +39,27 @@ async fn one_process_runs_100_nodes() {
         clients.push(c);
     }
     for (node, c) in nodes.iter().zip(clients.iter_mut()) {
-        // Every node answers and beats on its own.
-        let status = c.api("status").await;
-        assert!(status.starts_with("UP 0 years, 0 days"), "{status}");
-        let hb = loop {
-            let f = c.frame().await;
-            if let Some(e) = event_of(&f) {
-                break e;
-            }
-        };
+        // Every node beats and answers on its own.
+        let hb = event_of(&c.frame().await).unwrap();
         assert_eq!(hb.event_name(), Some("HEARTBEAT"));
         assert_eq!(hb.get("FreeSWITCH-Hostname"), Some(node.name()));
         assert_eq!(hb.core_uuid(), Some(node.core_uuid().as_str()));
+        let status = c.api("status").await;
+        assert!(status.starts_with("UP 0 years, 0 days"), "{status}");
         // And runs conferences of its own.
-        let out = c.api("originate loopback/4000/default &conference(4000)").await;
+        let out = c
+            .api("originate loopback/4000/default &conference(4000)")
+            .await;
         assert!(out.starts_with("+OK "), "{out}");
     }
     for node in &nodes {
         let snap = node.snapshot();
         assert_eq!(snap.conferences.len(), 1);
         assert_eq!(snap.conferences[0].members.len(), 2);
-        assert_eq!(snap.conferences[0].members[0].id, 1, "member ids are per node");
+        assert_eq!(
+            snap.conferences[0].members[0].id, 1,
+            "member ids are per node"
+        );
     }
     for node in nodes {
         node.shutdown().await;
@@ -95,7 +95,10 @@ async fn drop_esl_connections_closes_abruptly_and_accepts_new_ones() {
         "no notice on an abrupt close"
     );
     let mut c = Client::authed(node.esl_addr()).await;
-    assert_eq!(c.api("version").await, "FreeSWITCH Version 1.11.3-dev~64bit ( 64bit)\n");
+    assert_eq!(
+        c.api("version").await,
+        "FreeSWITCH Version 1.11.3-dev~64bit ( 64bit)\n"
+    );
     node.shutdown().await;
 }
 
@@ -137,8 +140,10 @@ async fn restart_resets_core_uuid_counters_and_conferences() {
     let node = SimNode::start(capture_config(None)).await.unwrap();
     let before = node.core_uuid();
     let mut c = Client::authed(node.esl_addr()).await;
-    c.api("originate loopback/3000/default &conference(3000)").await;
-    c.api("originate loopback/3000/default &conference(3000)").await;
+    c.api("originate loopback/3000/default &conference(3000)")
+        .await;
+    c.api("originate loopback/3000/default &conference(3000)")
+        .await;
     assert_eq!(node.snapshot().conferences[0].members.len(), 4);
     node.restart().await;
     assert!(c.closed_within(WAIT).await, "connections dropped");
@@ -147,15 +152,21 @@ async fn restart_resets_core_uuid_counters_and_conferences() {
     assert!(snap.conferences.is_empty() && snap.channels.is_empty());
     assert!(snap.uptime < Duration::from_secs(1));
     let mut c = Client::authed(node.esl_addr()).await;
-    c.command("event plain CUSTOM conference::maintenance").await;
-    c.api("originate loopback/3000/default &conference(3000)").await;
+    c.command("event plain CUSTOM conference::maintenance")
+        .await;
+    c.api("originate loopback/3000/default &conference(3000)")
+        .await;
     let first_add = loop {
         let e = event_of(&c.frame().await).unwrap();
         if e.get("Action") == Some("add-member") {
             break e;
         }
     };
-    assert_eq!(first_add.get("Member-ID"), Some("1"), "member ids restart at 1");
+    assert_eq!(
+        first_add.get("Member-ID"),
+        Some("1"),
+        "member ids restart at 1"
+    );
     assert_eq!(first_add.core_uuid(), Some(snap.core_uuid.as_str()));
     node.shutdown().await;
 }
@@ -264,14 +275,18 @@ async fn conference_api_commands() {
         .command("event plain CUSTOM conference::maintenance")
         .await;
     let events = events.collect();
-    c.api("originate loopback/3000/default &conference(3000)").await;
+    c.api("originate loopback/3000/default &conference(3000)")
+        .await;
     let n = |evs: &[Event], action: &str| {
         evs.iter()
             .filter(|e| e.get("Action") == Some(action))
             .count()
     };
 
-    assert_eq!(c.api("conference 3000").await, "Conference command, not specified.\nTry 'help'\n");
+    assert_eq!(
+        c.api("conference 3000").await,
+        "Conference command, not specified.\nTry 'help'\n"
+    );
     assert_eq!(
         c.api("conference 3000 frob").await,
         "-ERR Conference command 'frob' not found.\n"
@@ -282,13 +297,25 @@ async fn conference_api_commands() {
     assert_eq!(c.api("conference 3000 undeaf 1").await, "+OK undeaf 1\n");
     assert_eq!(c.api("conference 3000 vmute last").await, "+OK vmute 2\n");
     assert_eq!(c.api("conference 3000 unvmute 2").await, "+OK unvmute 2\n");
-    assert_eq!(c.api("conference 3000 mute all").await, "+OK mute 2\n+OK mute 1\n");
-    assert_eq!(c.api("conference 3000 mute 7").await, "-ERR Non-Existant ID 7\n");
-    assert!(c.api("conference 3000 mute").await.starts_with("-ERR Usage: <conf name> mute "));
+    assert_eq!(
+        c.api("conference 3000 mute all").await,
+        "+OK mute 2\n+OK mute 1\n"
+    );
+    assert_eq!(
+        c.api("conference 3000 mute 7").await,
+        "-ERR Non-Existant ID 7\n"
+    );
+    assert!(
+        c.api("conference 3000 mute")
+            .await
+            .starts_with("-ERR Usage: <conf name> mute ")
+    );
     assert_eq!(c.api("conference 3000 lock").await, "+OK 3000 locked\n");
-    assert!(c.api("conference list").await.starts_with(
-        "+OK Conference 3000 (2 members rate: 8000 locked flags: locked|running|"
-    ));
+    assert!(
+        c.api("conference list")
+            .await
+            .starts_with("+OK Conference 3000 (2 members rate: 8000 locked flags: locked|running|")
+    );
     assert_eq!(c.api("conference 3000 unlock").await, "+OK 3000 unlocked\n");
     assert_eq!(
         c.api("conference 3000 record /tmp/a.wav").await,
@@ -308,25 +335,38 @@ async fn conference_api_commands() {
         "+OK Stopped recording 1 file\n"
     );
     assert_eq!(c.api("conference 3000 vid-floor 1").await, "+OK floor 1\n");
-    assert_eq!(c.api("conference 3000 vid-floor 2").await, "-ERR floor is held by 1\n");
-    assert_eq!(c.api("conference 3000 vid-floor 2 force").await, "+OK floor 2\n");
+    assert_eq!(
+        c.api("conference 3000 vid-floor 2").await,
+        "-ERR floor is held by 1\n"
+    );
+    assert_eq!(
+        c.api("conference 3000 vid-floor 2 force").await,
+        "+OK floor 2\n"
+    );
     assert_eq!(
         c.api("conference 3000 vid-layout 2x2").await,
         "-ERR Conference is not in mixing mode\n"
     );
     let xml = c.api("conference 3000 xml_list").await;
-    assert!(xml.contains("<conference name=\"3000\" member-count=\"2\""), "{xml}");
+    assert!(
+        xml.contains("<conference name=\"3000\" member-count=\"2\""),
+        "{xml}"
+    );
     let compact = c.api("conference 3000 json_list compact").await;
     assert!(compact.starts_with("[{\"conference_name\":\"3000\",\"member_count\":2,"));
     // The member after the recording node got id 4: recordings draw member ids.
-    c.api("originate loopback/3000/default &conference(3000)").await;
+    c.api("originate loopback/3000/default &conference(3000)")
+        .await;
     let list = c.api("conference 3000 list").await;
     assert!(list.starts_with("5;loopback/3000-a;"), "{list}");
     assert_eq!(c.api("conference 3000 hup 5").await, "+OK hup 5\n");
     events
         .wait_for("hup", |evs| n(evs, "del-member") == 2)
         .await;
-    assert_eq!(c.api("conference 3000 kick all").await, "+OK kicked 2\n+OK kicked 1\n");
+    assert_eq!(
+        c.api("conference 3000 kick all").await,
+        "+OK kicked 2\n+OK kicked 1\n"
+    );
     events
         .wait_for("destroy", |evs| n(evs, "conference-destroy") == 1)
         .await;
@@ -356,8 +396,14 @@ async fn conference_api_commands() {
         .rposition(|e| e.get("Action") == Some("del-member"))
         .unwrap();
     assert!(kick < del);
-    assert_eq!(evs.last().unwrap().get("Action"), Some("conference-destroy"));
-    assert_eq!(c.api("conference list").await, "+OK No active conferences.\n");
+    assert_eq!(
+        evs.last().unwrap().get("Action"),
+        Some("conference-destroy")
+    );
+    assert_eq!(
+        c.api("conference list").await,
+        "+OK No active conferences.\n"
+    );
     assert_eq!(c.api("conference json_list").await, "[]");
     node.shutdown().await;
 }
@@ -400,10 +446,16 @@ async fn calls_through_the_directory() {
         .command("event plain CHANNEL_HANGUP_COMPLETE CUSTOM conference::maintenance")
         .await;
     let watcher = watcher.collect();
-    let call = node.call("1001", "secret1001", "3000", "wideband").await.unwrap();
+    let call = node
+        .call("1001", "secret1001", "3000", "wideband")
+        .await
+        .unwrap();
     let snap = node.snapshot();
     let conf = &snap.conferences[0];
-    assert_eq!((conf.name.as_str(), conf.profile.as_str()), ("3000", "wideband"));
+    assert_eq!(
+        (conf.name.as_str(), conf.profile.as_str()),
+        ("3000", "wideband")
+    );
     // Without a display name: the directory's effective caller id.
     assert_eq!(conf.members[0].caller_id_name, "Extension 1001");
     assert_eq!(conf.members[0].caller_id_number, "1001");
@@ -412,7 +464,10 @@ async fn calls_through_the_directory() {
     assert_eq!(c.api(&format!("uuid_exists {}", call.uuid)).await, "true");
 
     // Talking moves the floor; stop keeps it.
-    let second = node.call("1002", "secret1002", "3000", "wideband").await.unwrap();
+    let second = node
+        .call("1002", "secret1002", "3000", "wideband")
+        .await
+        .unwrap();
     node.start_talking(&second.uuid).await.unwrap();
     assert_eq!(node.snapshot().conferences[0].floor, Some(second.member_id));
     node.stop_talking(&second.uuid).await.unwrap();
@@ -461,7 +516,10 @@ async fn max_sessions_and_locked_conferences() {
     let mut cfg = capture_config(Some(url));
     cfg.max_sessions = 1;
     let node = SimNode::start(cfg).await.unwrap();
-    let call = node.call("1001", "secret1001", "3000", "default").await.unwrap();
+    let call = node
+        .call("1001", "secret1001", "3000", "default")
+        .await
+        .unwrap();
     assert!(matches!(
         node.call("1002", "secret1002", "3000", "default").await,
         Err(CallError::MaxSessions(1))
@@ -469,18 +527,29 @@ async fn max_sessions_and_locked_conferences() {
     node.api("conference 3000 lock");
     node.hangup(&call.uuid).await.unwrap();
     // The conference is gone with its last member, so a new one (unlocked) starts.
-    assert!(node.call("1002", "secret1002", "3000", "default").await.is_ok());
+    assert!(
+        node.call("1002", "secret1002", "3000", "default")
+            .await
+            .is_ok()
+    );
     node.api("conference 3000 lock");
     let mut cfg2 = capture_config(Some(directory_server().await));
     cfg2.max_sessions = 10;
     let node2 = SimNode::start(cfg2).await.unwrap();
-    node2.call("1001", "secret1001", "5000", "default").await.unwrap();
+    node2
+        .call("1001", "secret1001", "5000", "default")
+        .await
+        .unwrap();
     node2.api("conference 5000 lock");
     assert!(matches!(
         node2.call("1002", "secret1002", "5000", "default").await,
         Err(CallError::Locked(_))
     ));
-    assert_eq!(node2.snapshot().channels.len(), 1, "the refused caller is gone");
+    assert_eq!(
+        node2.snapshot().channels.len(),
+        1,
+        "the refused caller is gone"
+    );
     node.shutdown().await;
     node2.shutdown().await;
 }
@@ -518,7 +587,8 @@ async fn events_in_xml_and_filters() {
     c.command("event xml CUSTOM conference::maintenance").await;
     let r = c.command("filter Action add-member").await;
     assert_eq!(reply_text(&r), "+OK filter added. [Action]=[add-member]");
-    c.api("originate loopback/3000/default &conference(3000)").await;
+    c.api("originate loopback/3000/default &conference(3000)")
+        .await;
     let a = c.frame().await;
     let b = c.frame().await;
     assert_eq!(a.content_type(), Some("text/event-xml"));
@@ -536,9 +606,13 @@ async fn events_in_xml_and_filters() {
 async fn hupall_and_show_channels() {
     let node = SimNode::start(capture_config(None)).await.unwrap();
     let mut c = Client::authed(node.esl_addr()).await;
-    c.api("originate loopback/3000/default &conference(3000)").await;
+    c.api("originate loopback/3000/default &conference(3000)")
+        .await;
     let json = c.api("show channels as json").await;
-    assert!(json.starts_with("{\"row_count\":2,\"rows\":[{\"uuid\":"), "{json}");
+    assert!(
+        json.starts_with("{\"row_count\":2,\"rows\":[{\"uuid\":"),
+        "{json}"
+    );
     let csv = c.api("show channels").await;
     assert!(csv.starts_with("uuid,direction,created,"));
     assert!(csv.ends_with("\n\n2 total.\n"));

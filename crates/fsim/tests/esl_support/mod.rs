@@ -37,7 +37,9 @@ pub fn frames(name: &str) -> Vec<Frame> {
 
 /// The event of an event frame.
 pub fn event_of(frame: &Frame) -> Option<Event> {
-    let format = frame.content_type().and_then(EventFormat::from_content_type)?;
+    let format = frame
+        .content_type()
+        .and_then(EventFormat::from_content_type)?;
     Some(Event::parse(format, frame.body.clone().unwrap_or_default()).expect("event"))
 }
 
@@ -289,7 +291,11 @@ pub const NORMALISED_HEADERS: &[(&str, Mask, &str)] = &[
     ("Event-Date-Local", Mask::Any, "time"),
     ("Event-Date-GMT", Mask::Any, "time"),
     ("Event-Date-Timestamp", Mask::Any, "time"),
-    ("Event-Sequence", Mask::Any, "counts every event of the process"),
+    (
+        "Event-Sequence",
+        Mask::Any,
+        "counts every event of the process",
+    ),
     // Generated identifiers.
     ("Unique-ID", Mask::Any, "channel uuid"),
     ("Caller-Unique-ID", Mask::Any, "channel uuid"),
@@ -321,7 +327,11 @@ pub const NORMALISED_HEADERS: &[(&str, Mask, &str)] = &[
     // Channel variables: generated ids, times, server-chosen media parameters.
     ("variable_uuid", Mask::Any, "channel uuid"),
     ("variable_call_uuid", Mask::Any, "channel uuid"),
-    ("variable_other_loopback_leg_uuid", Mask::Any, "channel uuid"),
+    (
+        "variable_other_loopback_leg_uuid",
+        Mask::Any,
+        "channel uuid",
+    ),
     ("variable_app_session_uuid", Mask::Any, "conference uuid"),
     ("variable_conference_uuid", Mask::Any, "conference uuid"),
     ("variable_Core-UUID", Mask::Any, "new per process"),
@@ -332,9 +342,17 @@ pub const NORMALISED_HEADERS: &[(&str, Mask, &str)] = &[
     ("variable_sip_invite_stamp", Mask::Any, "time"),
     ("variable_sip_to_tag", Mask::Any, "generated To tag"),
     ("variable_sip_full_to", Mask::ToTag, "generated To tag"),
-    ("variable_local_media_port", Mask::Any, "server-chosen RTP port"),
+    (
+        "variable_local_media_port",
+        Mask::Any,
+        "server-chosen RTP port",
+    ),
     ("variable_rtp_use_ssrc", Mask::Any, "random SSRC"),
-    ("variable_rtp_local_sdp_str", Mask::Any, "SDP with session id and RTP port"),
+    (
+        "variable_rtp_local_sdp_str",
+        Mask::Any,
+        "SDP with session id and RTP port",
+    ),
     ("variable_*_stamp", Mask::Any, "CDR times"),
     ("variable_*_epoch", Mask::NonZero, "CDR times"),
     ("variable_*_uepoch", Mask::NonZero, "CDR times"),
@@ -388,10 +406,13 @@ pub fn normalise_header(name: &str, value: &str) -> String {
 }
 
 /// Text outputs (api bodies, BACKGROUND_JOB bodies): the only parts masked are
-/// 1. UUIDs (8-4-4-4-12 hex), 2. local dates `YYYY-MM-DD HH:MM:SS`, 3. the `UP ...` uptime line
-/// and the current idle CPU of `status`, 4. the elapsed-seconds fields `run_time`, `join_time`,
-/// `last_talking` of `json_list`, 5. the epoch columns of `show` (`created_epoch`, registration
-/// `expires`), 6. `EXPSECS(n)` of `sofia status ... reg`.
+///
+/// 1. UUIDs (8-4-4-4-12 hex);
+/// 2. local dates `YYYY-MM-DD HH:MM:SS`;
+/// 3. the `UP ...` uptime line and the current idle CPU of `status`;
+/// 4. the elapsed-seconds fields `run_time`, `join_time`, `last_talking` of `json_list`;
+/// 5. the epoch columns of `show` (`created_epoch`, registration `expires`);
+/// 6. `EXPSECS(n)` of `sofia status ... reg`.
 pub fn normalise_body(text: &str) -> String {
     use regex::Regex;
     let rules: &[(&str, &str)] = &[
@@ -401,7 +422,10 @@ pub fn normalise_body(text: &str) -> String {
         ),
         (r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", "<date>"),
         (r"(?m)^UP .*$", "UP <uptime>"),
-        (r"min idle cpu (\d+\.\d\d)/\d+\.\d\d", "min idle cpu $1/<idle>"),
+        (
+            r"min idle cpu (\d+\.\d\d)/\d+\.\d\d",
+            "min idle cpu $1/<idle>",
+        ),
         (
             r#""(run_time|join_time|last_talking)":(\t?)\d+"#,
             "\"$1\":$2<secs>",
