@@ -127,7 +127,10 @@ async fn wait_ready(base: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Va
         if pred(&ready) {
             return ready;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}: {ready}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {ready}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -136,7 +139,14 @@ async fn wait_ready(base: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Va
 async fn switchyard_supervises_simulated_nodes_through_faults() {
     let fsim = Proc::spawn(
         Command::new(binary("fsim"))
-            .args(["--nodes", "2", "--esl", "127.0.0.1:0", "--heartbeat-interval", "1"])
+            .args([
+                "--nodes",
+                "2",
+                "--esl",
+                "127.0.0.1:0",
+                "--heartbeat-interval",
+                "1",
+            ])
             .args(["--control", "127.0.0.1:0"]),
     );
     let esl1 = fsim.line("listening esl fs1 ");
@@ -200,6 +210,10 @@ async fn switchyard_supervises_simulated_nodes_through_faults() {
     })
     .await;
 
-    assert_eq!(switchyard.terminate(), Some(0), "switchyard exits cleanly on SIGTERM");
+    assert_eq!(
+        switchyard.terminate(),
+        Some(0),
+        "switchyard exits cleanly on SIGTERM"
+    );
     assert_eq!(fsim.terminate(), Some(0), "fsim exits cleanly on SIGTERM");
 }
