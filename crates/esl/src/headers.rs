@@ -320,7 +320,7 @@ fn decode_ascii_into(value: &str, out: &mut String) -> bool {
     while let Some(pos) = rest.find('%') {
         out.push_str(&rest[..pos]);
         let hex = rest.as_bytes().get(pos + 1..pos + 3);
-        match hex.and_then(|h| Some((hex_val(h[0])? << 4) | hex_val(h[1])?)) {
+        match hex.and_then(|h| Some((urlencode::hex_val(h[0])? << 4) | urlencode::hex_val(h[1])?)) {
             Some(byte) if byte < 0x80 => {
                 out.push(char::from(byte));
                 rest = &rest[pos + 3..];
@@ -334,15 +334,6 @@ fn decode_ascii_into(value: &str, out: &mut String) -> bool {
     }
     out.push_str(rest);
     true
-}
-
-fn hex_val(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 impl fmt::Debug for Headers {
