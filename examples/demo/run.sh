@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # Starts two simulated FreeSWITCH nodes (fsim) and Switchyard pointed at them. Ctrl-C stops both.
+# Watch the log for both nodes' "heartbeat" lines. The directory URL fsim is given is served once
+# the mod_xml_curl endpoint lands (issue 3); until then a REGISTER through the fsim control port
+# (127.0.0.1:18031) fails.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 mkdir -p target/demo

@@ -21,7 +21,7 @@
 //!    [`ConnectConfig::dead_after`] (FreeSWITCH sends a HEARTBEAT every 20 s) counts as a dead
 //!    peer and ends the connection.
 //! 3. **Backing off**: after a connection ends (then [`ClientEvent::Disconnected`]) or an attempt
-//!    fails, the task sleeps a random delay in `[backoff_min, min(backoff_max, backoff_min·2ⁿ)]`
+//!    fails, the task sleeps a random delay in `[backoff_min, min(backoff_max, backoff_min·2ⁿ⁺¹)]`
 //!    (exponential backoff with full jitter; `n` counts failed attempts since the last successful
 //!    connection) and goes back to 1. Failed attempts that never reached "connected" (refused,
 //!    timeout, wrong password) are logged but emit no event.
@@ -106,7 +106,7 @@ pub struct ConnectConfig {
 
 impl ConnectConfig {
     /// Defaults: connect 5 s, request 10 s, job 120 s, dead after 45 s, backoff 200 ms..30 s,
-    /// plain events, none subscribed, 4096 buffered events.
+    /// plain events, none subscribed, 256 buffered events.
     pub fn new(addr: impl Into<String>, password: impl Into<String>) -> Self {
         ConnectConfig {
             addr: addr.into(),

@@ -118,3 +118,47 @@ pub fn api_result(body: &[u8]) -> Result<&[u8], &[u8]> {
         Ok(body)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::frame::{Limits, decode_all};
+
+    fn one(bytes: &[u8]) -> Message {
+        let (mut frames, rest) = decode_all(bytes, Limits::default()).unwrap();
+        assert_eq!(rest, 0);
+        Message::try_from(frames.remove(0)).unwrap()
+    }
+
+    #[test]
+    fn log_data() {
+        let m = one(b"Content-Type: log/data\nContent-Length: 6\nLog-Level: 7\nText-Channel: 3\nLog-File: switch_core.c\nLog-Func: f\nLog-Line: 12\nUser-Data: \n\nhello\n");
+        let Message::Log(log) = m else {
+            panic!("{m:?}")
+        };
+        assert_eq!(log.level, Some(7));
+        assert_eq!(&log.text[..], b"hello\n");
+        assert_eq!(log.headers.get("Log-File"), Some("switch_core.c"));
+    }
+
+    #[test]
+    fn linger_notice_and_unknown_types() {
+        let m = one(b"Content-Type: text/disconnect-notice\nContent-Disposition: linger\nContent-Length: 0\n\n");
+        assert!(matches!(
+            m,
+            Message::Disconnect(DisconnectNotice { linger: true, .. })
+        ));
+        let m = one(b"Content-Type: text/x-new\nContent-Length: 2\n\nhi");
+        assert!(matches!(m, Message::Other(_)));
+        let m = one(b"X: y\n\n");
+        assert!(matches!(m, Message::Other(_)));
+    }
+
+    #[test]
+    fn a_bad_event_body_is_an_error_not_a_panic() {
+        let frame = b"Content-Type: text/event-json\nContent-Length: 5\n\n{\"a\":";
+        let (mut frames, _) = decode_all(frame, Limits::default()).unwrap();
+        assert!(Message::try_from(frames.remove(0)).is_err());
+    }
+}

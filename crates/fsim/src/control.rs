@@ -4,7 +4,7 @@
 //!
 //! A real FreeSWITCH is driven from the outside by SIP phones and by its operators; fsim has no
 //! SIP stack, so the things phones and operators do are exposed here instead. Tests and demos
-//! that are not written in Rust (shell scripts, the Python end-to-end suite, a browser demo) can
+//! that are not written in Rust (shell scripts, the demo, the black-box tests in `tests/`) can
 //! register users, place calls into conferences, make members talk, hang up, and inject the
 //! faults Switchyard must survive (ESL drops, a frozen node, a restart with a new Core-UUID, a
 //! slow directory) without linking the simulator.

@@ -216,12 +216,13 @@ async fn supervise(
         };
         handle(&id, &registry, event);
     }
-    if client.is_connected() {
-        match tokio::time::timeout(EXIT_TIMEOUT, client.exit()).await {
-            Ok(Ok(())) => tracing::info!(node = %id, "closed ESL connection"),
-            Ok(Err(e)) => tracing::debug!(node = %id, error = %e, "ESL exit failed"),
-            Err(_) => tracing::debug!(node = %id, "ESL exit timed out"),
-        }
+    // Unread events would hold the socket's reads back, and `+OK bye` with them.
+    drop(events);
+    // Also stops the reconnect loop of a node that is down.
+    match tokio::time::timeout(EXIT_TIMEOUT, client.exit()).await {
+        Ok(Ok(())) => tracing::info!(node = %id, "closed ESL connection"),
+        Ok(Err(e)) => tracing::debug!(node = %id, error = %e, "ESL exit failed"),
+        Err(_) => tracing::debug!(node = %id, "ESL exit timed out"),
     }
     registry.update(&id, |s| s.state = ConnectionState::Stopped);
 }

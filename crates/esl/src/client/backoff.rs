@@ -1,7 +1,7 @@
 //! Reconnect delays: exponential backoff with full jitter, bounded by `min` and `max`.
 //!
 //! Attempt `n` (0-based, counting failures since the last successful connection) waits a delay
-//! drawn uniformly from `[min, min(max, min·2ⁿ)]`. Full jitter spreads the reconnects of many
+//! drawn uniformly from `[min, min(max, min·2ⁿ⁺¹)]`. Full jitter spreads the reconnects of many
 //! clients that lost the same node at the same moment, so they do not hammer it in lockstep.
 //! The random draw is left to the caller ([`Backoff::delay`] takes the picker) so this code
 //! stays deterministic and testable; the tokio layer picks with `rand`.
@@ -36,7 +36,9 @@ impl Backoff {
 
     /// The upper bound of the delay for `attempt`: `min·2^attempt`, capped at `max`.
     pub fn ceiling(&self, attempt: u32) -> Duration {
-        1u32.checked_shl(attempt)
+        // attempt + 1: even the first retry is spread over [min, 2·min], so replicas that lose
+        // the same node do not reconnect in lockstep.
+        1u32.checked_shl(attempt.saturating_add(1))
             .and_then(|factor| self.min.checked_mul(factor))
             .map_or(self.max, |d| d.min(self.max))
     }
@@ -68,7 +70,7 @@ mod tests {
         let ceilings: Vec<_> = (0..6).map(|a| b.ceiling(a)).collect();
         assert_eq!(
             ceilings,
-            vec![ms(100), ms(200), ms(400), ms(800), ms(1000), ms(1000)]
+            vec![ms(200), ms(400), ms(800), ms(1000), ms(1000), ms(1000)]
         );
         assert_eq!(b.ceiling(u32::MAX), ms(1000));
         assert_eq!(Backoff::new(ms(5), ms(1)).max(), ms(5));
@@ -90,14 +92,17 @@ mod tests {
             .quickcheck(prop as fn(u32, u32, u32, u64) -> TestResult);
     }
 
-    /// The ceiling never shrinks from one attempt to the next, starts at min and reaches max.
+    /// The ceiling never shrinks from one attempt to the next, starts at min(2·min, max) and
+    /// reaches max.
     #[test]
     fn ceiling_is_monotonic() {
         fn prop(min_ms: u16, span_ms: u32, attempt: u8) -> bool {
             let min = ms(u64::from(min_ms) + 1);
             let b = Backoff::new(min, min + ms(u64::from(span_ms % 3_600_000)));
             let a = u32::from(attempt);
-            b.ceiling(0) == min && b.ceiling(a) <= b.ceiling(a + 1) && b.ceiling(64) == b.max()
+            b.ceiling(0) == (min * 2).min(b.max())
+                && b.ceiling(a) <= b.ceiling(a + 1)
+                && b.ceiling(64) == b.max()
         }
         QuickCheck::new()
             .tests(2000)
