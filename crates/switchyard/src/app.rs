@@ -13,6 +13,7 @@ use secrecy::ExposeSecret as _;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::{ApiKeys, NodeAccess};
 use crate::config::Config;
 use crate::coord::{Coord, CoordError};
 use crate::nodes::Registry;
@@ -31,12 +32,18 @@ pub struct App {
     pub tasks: TaskTracker,
     /// Cancelled when the service starts shutting down; tasks select on `cancelled()`.
     pub shutdown: CancellationToken,
+    /// `api.keys`, as digests.
+    pub api_keys: ApiKeys,
+    /// `[freeswitch]` basic auth and allow-list, as digests and parsed CIDRs.
+    pub node_access: NodeAccess,
 }
 
 impl App {
     /// Wraps already-built parts, with a fresh tracker and token.
     pub fn new(config: Config, store: Store) -> Self {
         Self {
+            api_keys: ApiKeys::from_config(&config.api),
+            node_access: NodeAccess::from_config(&config.freeswitch),
             config,
             store,
             nodes: Registry::default(),

@@ -8,6 +8,10 @@
 //!   [`http::ApiError`] problem documents.
 //! - [`nodes`]: ESL supervision of the FreeSWITCH nodes.
 //! - [`coord`]: Redis, shared by replicas (optional).
+//! - [`auth`]: API keys (`/v1`), node basic auth and allow-list (`/freeswitch`).
+//! - [`credentials`]: short-lived SIP credentials (generation, digest A1).
+//! - [`freeswitch`]: mod_xml_curl requests and the directory documents (no axum).
+//! - [`ids`]: the strict charsets of user ids and domains.
 //! - [`app`]: [`App`], the shared state, and [`AppState`], how handlers receive it.
 //! - [`startup`]: [`run`] serves on a bound listener until a shutdown future resolves, then
 //!   drains within the grace period.
@@ -17,9 +21,13 @@
 //! and signal handlers, binds the listener and calls [`run`].
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod coord;
+pub mod credentials;
+pub mod freeswitch;
 pub mod http;
+pub mod ids;
 pub mod nodes;
 pub mod startup;
 pub mod store;

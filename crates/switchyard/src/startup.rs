@@ -48,9 +48,12 @@ pub async fn run(
         signal_token.cancel();
     };
     let router = http::router(AppState(Arc::clone(&app)));
-    let server = axum::serve(listener, router)
-        .with_graceful_shutdown(signal)
-        .into_future();
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(signal)
+    .into_future();
     let mut server = pin!(server);
     tracing::info!(%addr, "serving HTTP");
 

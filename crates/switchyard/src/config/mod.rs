@@ -49,6 +49,113 @@ pub struct Config {
     pub esl: EslConfig,
     /// The FreeSWITCH nodes to keep ESL connections to (`[[nodes]]` in TOML).
     pub nodes: Vec<NodeConfig>,
+    pub api: ApiConfig,
+    pub sip: SipConfig,
+    pub freeswitch: FreeswitchConfig,
+}
+
+/// `[api]`: who may call the REST API (`/v1`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// API keys, sent as `Authorization: Bearer <key>`. None configured: every `/v1` request
+    /// is refused with 401.
+    pub keys: Vec<ApiKeyConfig>,
+}
+
+/// One API key.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// Names the key in logs (the key itself is never logged); `[a-z0-9][a-z0-9_-]{0,62}`.
+    pub id: String,
+    /// The secret, at least [`MIN_API_KEY_LEN`] characters.
+    #[serde(serialize_with = "secret::serialize_redacted")]
+    pub key: SecretString,
+    /// What the key may do.
+    pub scopes: Vec<Scope>,
+}
+
+/// Shortest API key accepted (characters).
+pub const MIN_API_KEY_LEN: usize = 24;
+
+/// A permission an API key can carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+pub enum Scope {
+    /// `GET /v1/users/{id}`.
+    #[serde(rename = "users:read")]
+    UsersRead,
+    /// `PUT` and `DELETE /v1/users/{id}`.
+    #[serde(rename = "users:write")]
+    UsersWrite,
+    /// `POST /v1/users/{id}/sip-credentials`.
+    #[serde(rename = "credentials:issue")]
+    CredentialsIssue,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UsersRead => "users:read",
+            Self::UsersWrite => "users:write",
+            Self::CredentialsIssue => "credentials:issue",
+        }
+    }
+}
+
+/// `[sip]`: the SIP side of the users: domain, realm and credential lifetime.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    /// The directory domain and digest realm of every node (FreeSWITCH `force-register-domain`
+    /// / `challenge-realm`). Directory requests for other domains are answered "not found".
+    pub domain: String,
+    /// Lifetime of a credential from `POST /v1/users/{id}/sip-credentials`.
+    pub credential_ttl_secs: u64,
+    /// The dialplan context users' calls run in (`user_context`).
+    pub user_context: String,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        Self {
+            domain: "127.0.0.1".to_owned(),
+            credential_ttl_secs: 3600,
+            user_context: "default".to_owned(),
+        }
+    }
+}
+
+impl SipConfig {
+    pub fn credential_ttl(&self) -> Duration {
+        Duration::from_secs(self.credential_ttl_secs)
+    }
+}
+
+/// `[freeswitch]`: who may call the mod_xml_curl endpoints (`/freeswitch/...`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FreeswitchConfig {
+    /// HTTP basic auth user (mod_xml_curl `gateway-credentials` = `username:password`).
+    pub username: String,
+    /// HTTP basic auth password. Unset: every request is refused with 401.
+    #[serde(serialize_with = "secret::serialize_opt_redacted")]
+    pub password: Option<SecretString>,
+    /// Node addresses allowed to call (CIDRs, e.g. `10.0.0.0/24`, `::1/128`); others get 403.
+    pub allow_from: Vec<String>,
+    /// Largest request body accepted (mod_xml_curl forms are about 1–2 KiB); larger get 413.
+    pub max_body_bytes: usize,
+}
+
+impl Default for FreeswitchConfig {
+    fn default() -> Self {
+        Self {
+            username: "freeswitch".to_owned(),
+            password: None,
+            allow_from: vec!["127.0.0.1/32".to_owned(), "::1/128".to_owned()],
+            max_body_bytes: 64 * 1024,
+        }
+    }
 }
 
 /// `[http]`: the API listener.

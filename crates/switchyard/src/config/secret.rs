@@ -14,6 +14,16 @@ pub fn serialize_redacted<S: Serializer>(_: &SecretString, s: S) -> Result<S::Ok
     s.serialize_str(REDACTED)
 }
 
+pub fn serialize_opt_redacted<S: Serializer>(
+    secret: &Option<SecretString>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(_) => s.serialize_str(REDACTED),
+        None => s.serialize_none(),
+    }
+}
+
 pub fn serialize_url<S: Serializer>(url: &SecretString, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&redact_url(url.expose_secret()))
 }

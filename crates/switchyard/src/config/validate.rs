@@ -101,6 +101,97 @@ pub(super) fn validate(config: &Config) -> Result<(), Invalid> {
         c.check(key("capacity"), nonzero(node.capacity.into()));
     }
 
+    let mut key_ids = HashSet::new();
+    let mut secrets = HashSet::new();
+    for (i, key) in config.api.keys.iter().enumerate() {
+        let name = |field: &str| format!("api.keys[{i}].{field}");
+        c.check(name("id"), node_id(&key.id));
+        if !key_ids.insert(key.id.as_str()) {
+            c.check(
+                name("id"),
+                Err(format!("duplicate API key id {:?}", key.id)),
+            );
+        }
+        let secret = key.key.expose_secret();
+        if secret.chars().count() < super::MIN_API_KEY_LEN {
+            c.check(
+                name("key"),
+                Err(format!(
+                    "must be at least {} characters long",
+                    super::MIN_API_KEY_LEN
+                )),
+            );
+        } else if !secret.chars().all(|ch| ch.is_ascii_graphic()) {
+            c.check(
+                name("key"),
+                Err("must be printable ASCII without spaces".to_owned()),
+            );
+        }
+        if !secrets.insert(secret) {
+            c.check(
+                name("key"),
+                Err("the same key is configured twice".to_owned()),
+            );
+        }
+        if key.scopes.is_empty() {
+            c.check(
+                name("scopes"),
+                Err("must name at least one scope".to_owned()),
+            );
+        }
+    }
+
+    let sip = &config.sip;
+    if !crate::ids::valid_domain(&sip.domain) {
+        c.check(
+            "sip.domain",
+            Err(format!(
+                "{:?} must be a host name or IPv4 address ([A-Za-z0-9.-], at most 253 characters)",
+                sip.domain
+            )),
+        );
+    }
+    c.positive("sip.credential_ttl_secs", sip.credential_ttl_secs);
+    if !crate::ids::valid_user_id(&sip.user_context) {
+        c.check(
+            "sip.user_context",
+            Err(format!(
+                "{:?} must match {}",
+                sip.user_context,
+                crate::ids::USER_ID_PATTERN
+            )),
+        );
+    }
+
+    let fs = &config.freeswitch;
+    if fs.username.is_empty() || fs.username.contains(':') {
+        c.check(
+            "freeswitch.username",
+            Err("must be non-empty and must not contain ':'".to_owned()),
+        );
+    }
+    if fs
+        .password
+        .as_ref()
+        .is_some_and(|p| p.expose_secret().is_empty())
+    {
+        c.check(
+            "freeswitch.password",
+            Err("must not be empty (leave it unset to refuse every request)".to_owned()),
+        );
+    }
+    for (i, cidr) in fs.allow_from.iter().enumerate() {
+        if cidr.parse::<ipnet::IpNet>().is_err() {
+            c.check(
+                format!("freeswitch.allow_from[{i}]"),
+                Err(format!(
+                    "{cidr:?} is not a CIDR such as 10.0.0.0/24 or ::1/128"
+                )),
+            );
+        }
+    }
+    c.positive("freeswitch.max_body_bytes", fs.max_body_bytes as u64);
+
     if c.0.is_empty() {
         Ok(())
     } else {

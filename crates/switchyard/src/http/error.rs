@@ -23,6 +23,32 @@ pub enum ApiError {
     ShuttingDown,
     #[error("the database is unavailable: {0}")]
     StoreUnavailable(String),
+    /// A store query failed; the cause is logged, the client sees `store_unavailable`.
+    #[error("the database is unavailable")]
+    Store(#[from] crate::store::StoreError),
+    /// `/v1` without a valid `Authorization: Bearer <API key>`.
+    #[error("a valid API key is required (Authorization: Bearer <key>)")]
+    Unauthorized,
+    /// `/freeswitch` without valid basic-auth credentials.
+    #[error("valid node credentials are required (HTTP basic auth)")]
+    NodeUnauthorized,
+    /// `/freeswitch` from an address outside `freeswitch.allow_from`.
+    #[error("this address may not call the FreeSWITCH endpoints")]
+    NodeNotAllowed,
+    /// The API key lacks the scope the operation needs.
+    #[error("the API key lacks the scope {0:?}")]
+    MissingScope(&'static str),
+    #[error("invalid user id {0:?}: it must match {pattern}", pattern = crate::ids::USER_ID_PATTERN)]
+    InvalidUserId(String),
+    /// The request body or a parameter is unusable; the message says why.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("the request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("the user does not exist")]
+    UserNotFound,
+    #[error("the user is disabled")]
+    UserDisabled,
     /// Anything unexpected; the cause is logged, the client only sees `internal`.
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
@@ -34,7 +60,15 @@ impl ApiError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Timeout => TIMEOUT_STATUS,
-            Self::ShuttingDown | Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ShuttingDown | Self::StoreUnavailable(_) | Self::Store(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Unauthorized | Self::NodeUnauthorized => StatusCode::UNAUTHORIZED,
+            Self::NodeNotAllowed | Self::MissingScope(_) => StatusCode::FORBIDDEN,
+            Self::InvalidUserId(_) | Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UserNotFound => StatusCode::NOT_FOUND,
+            Self::UserDisabled => StatusCode::CONFLICT,
             Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -46,7 +80,14 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Timeout => "timeout",
             Self::ShuttingDown => "shutting_down",
-            Self::StoreUnavailable(_) => "store_unavailable",
+            Self::StoreUnavailable(_) | Self::Store(_) => "store_unavailable",
+            Self::Unauthorized | Self::NodeUnauthorized => "unauthorized",
+            Self::NodeNotAllowed | Self::MissingScope(_) => "forbidden",
+            Self::InvalidUserId(_) => "invalid_user_id",
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::UserNotFound => "user_not_found",
+            Self::UserDisabled => "user_disabled",
             Self::Unexpected(_) => "internal",
         }
     }
@@ -83,11 +124,22 @@ impl IntoResponse for ApiError {
             code: self.code().to_owned(),
             detail: self.detail(),
         };
+        let challenge = match self {
+            Self::Unauthorized => Some("Bearer"),
+            Self::NodeUnauthorized => Some("Basic realm=\"switchyard\""),
+            _ => None,
+        };
         let mut response = (status, Json(problem)).into_response();
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(challenge) = challenge {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
         response
     }
 }

@@ -3,31 +3,62 @@
 //! [`router`] builds the whole route table on one [`AppState`]. Every error a client can see is
 //! an [`ApiError`] rendered as an RFC 9457 `application/problem+json` document with a stable
 //! `code`, including unknown routes, wrong methods and requests cut off by the timeout layer.
+//!
+//! - `users`: `/v1/users/...`, behind [`ApiPrincipal`] (API key + scope per handler).
+//! - `freeswitch`: `/freeswitch/...` for mod_xml_curl, behind the node guard (allow-list +
+//!   basic auth); answers are XML documents, errors are still problem documents.
 
 mod error;
+mod freeswitch;
 mod health;
+mod users;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::middleware::map_response;
-use axum::routing::get;
+use axum::middleware::{from_fn_with_state, map_response};
+use axum::routing::{get, post, put};
 use tower::ServiceBuilder;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::{ApiError, Problem};
+pub use users::{ApiPrincipal, SipCredentialBody, UserBody};
 
 use crate::app::AppState;
 
 /// The status the timeout layer answers with; [`error::timeout_as_problem`] gives it a body.
 const TIMEOUT_STATUS: StatusCode = StatusCode::SERVICE_UNAVAILABLE;
 
+/// Largest JSON body of the REST API.
+const V1_BODY_LIMIT: usize = 64 * 1024;
+
 /// All routes, with tracing and the request timeout from `http.request_timeout_secs`.
 pub fn router(state: AppState) -> Router {
     let timeout = state.config.http.request_timeout();
+    let v1 = Router::new()
+        .route(
+            "/v1/users/{user_id}",
+            put(users::put_user)
+                .get(users::get_user)
+                .delete(users::delete_user),
+        )
+        .route(
+            "/v1/users/{user_id}/sip-credentials",
+            post(users::issue_sip_credential),
+        )
+        .layer(DefaultBodyLimit::max(V1_BODY_LIMIT));
+    let nodes = Router::new()
+        .route("/freeswitch/directory", post(freeswitch::directory))
+        .layer(DefaultBodyLimit::max(
+            state.config.freeswitch.max_body_bytes,
+        ))
+        .route_layer(from_fn_with_state(state.clone(), freeswitch::node_guard));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .merge(v1)
+        .merge(nodes)
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(

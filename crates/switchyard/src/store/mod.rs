@@ -10,6 +10,7 @@
 //! Timestamps are UTC and truncated to microseconds before they are written, so both backends
 //! return the same values (PostgreSQL keeps microseconds, SQLite would keep nanoseconds).
 
+mod credentials;
 mod users;
 
 use std::str::FromStr;
@@ -22,6 +23,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use credentials::{DirectoryEntry, NewSipCredential};
 pub use users::{UpsertUser, User};
 
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");

@@ -7,8 +7,10 @@
 //! - `binary`: the real `switchyard` executable: startup line, probes, signals, bad configs.
 
 mod binary;
+mod directory;
 mod nodes;
 mod redis;
 mod serve;
 mod store;
 mod support;
+mod users;

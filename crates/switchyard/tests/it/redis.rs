@@ -11,10 +11,11 @@ use crate::support::spawn::test_config;
 
 /// `REDIS_URL`, the local default when a server answers, or `None` (CI=true: a failure).
 fn redis_url() -> Option<String> {
-    if let Ok(url) = std::env::var("REDIS_URL") {
-        if !url.trim().is_empty() {
-            return Some(url);
-        }
+    if let Some(url) = std::env::var("REDIS_URL")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+    {
+        return Some(url);
     }
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 6379));
     if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok() {

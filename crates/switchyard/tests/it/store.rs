@@ -202,3 +202,98 @@ async fn count(store: &Store, sql: &str) -> i64 {
     };
     result.unwrap_or_else(|e| panic!("{}: {sql}: {e}", store.backend()))
 }
+
+#[tokio::test]
+async fn sip_credentials_map_back_to_their_user() {
+    use chrono::{Duration as ChronoDuration, SubsecRound, Utc};
+    use switchyard::store::NewSipCredential;
+
+    for db in test_dbs().await {
+        let store = &db.store;
+        let backend = db.backend();
+        store.upsert_user(&alice(true)).await.expect("user");
+        let now = Utc::now().trunc_subsecs(6);
+        let cred = |username: &str, expires_at| NewSipCredential {
+            username: username.to_owned(),
+            user_id: "alice".to_owned(),
+            realm: "example.com".to_owned(),
+            a1_hash: "0123456789abcdef0123456789abcdef".to_owned(),
+            expires_at,
+        };
+        let live = cred("sylive", Some(now + ChronoDuration::hours(1)));
+        let expired = cred("syexpired", Some(now - ChronoDuration::seconds(1)));
+        let long_lived = cred("sylong", None);
+        for c in [&live, &expired, &long_lived] {
+            store.insert_sip_credential(c).await.expect("insert");
+        }
+        assert!(
+            store.insert_sip_credential(&live).await.is_err(),
+            "{backend}: usernames are unique"
+        );
+        let orphan = NewSipCredential {
+            user_id: "nobody".to_owned(),
+            ..cred("syorphan", None)
+        };
+        assert!(
+            store.insert_sip_credential(&orphan).await.is_err(),
+            "{backend}: the user must exist"
+        );
+
+        let entry = store
+            .directory_entry("sylive")
+            .await
+            .expect("query")
+            .expect("found");
+        assert_eq!(entry.user_id, "alice", "{backend}");
+        assert_eq!(entry.display_name, "Alice");
+        assert_eq!(entry.realm, "example.com");
+        assert_eq!(
+            entry.expires_at, live.expires_at,
+            "{backend}: exact round trip"
+        );
+        assert!(entry.usable_at(now));
+        let gone = store
+            .directory_entry("syexpired")
+            .await
+            .expect("query")
+            .expect("still stored");
+        assert!(!gone.usable_at(now), "{backend}: expired");
+        let long = store
+            .directory_entry("sylong")
+            .await
+            .expect("query")
+            .expect("found");
+        assert!(long.usable_at(now + ChronoDuration::days(3650)));
+        assert_eq!(store.directory_entry("nope").await.expect("query"), None);
+
+        assert_eq!(
+            store
+                .delete_expired_sip_credentials("alice", now)
+                .await
+                .expect("cleanup"),
+            1,
+            "{backend}"
+        );
+        assert_eq!(
+            store.directory_entry("syexpired").await.expect("query"),
+            None
+        );
+
+        store.upsert_user(&alice(false)).await.expect("disable");
+        let disabled = store
+            .directory_entry("sylive")
+            .await
+            .expect("query")
+            .expect("found");
+        assert!(!disabled.usable_at(now), "{backend}: disabled user");
+
+        assert!(store.delete_user("alice").await.expect("delete"));
+        for username in ["sylive", "sylong"] {
+            assert_eq!(
+                store.directory_entry(username).await.expect("query"),
+                None,
+                "{backend}: cascade"
+            );
+        }
+    }
+}

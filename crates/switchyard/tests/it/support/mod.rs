@@ -1,4 +1,5 @@
 //! Shared test helpers.
 
+pub mod api;
 pub mod db;
 pub mod spawn;

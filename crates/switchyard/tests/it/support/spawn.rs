@@ -40,8 +40,29 @@ impl TestApp {
 
     /// Like [`TestApp::spawn`], after `customize` has seen the `App` (to spawn tasks on it).
     pub async fn spawn_with(customize: impl FnOnce(&App)) -> Self {
+        Self::spawn_full(None, |_| {}, customize).await
+    }
+
+    /// Like [`TestApp::spawn`], with `configure` applied to the test config and, when given,
+    /// the database at `database_url` instead of a fresh SQLite file.
+    pub async fn spawn_configured(
+        database_url: Option<&str>,
+        configure: impl FnOnce(&mut Config),
+    ) -> Self {
+        Self::spawn_full(database_url, configure, |_| {}).await
+    }
+
+    async fn spawn_full(
+        database_url: Option<&str>,
+        configure: impl FnOnce(&mut Config),
+        customize: impl FnOnce(&App),
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = test_config(&dir);
+        let mut config = test_config(&dir);
+        if let Some(url) = database_url {
+            config.database.url = SecretString::from(url.to_owned());
+        }
+        configure(&mut config);
         config.validate().expect("test config is valid");
         let app = App::build(config).await.expect("app builds");
         customize(&app);
