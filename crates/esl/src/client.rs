@@ -696,10 +696,10 @@ impl Client {
             Expect::BgApi { job_uuid } => match response {
                 Response::Command(reply) if reply.is_ok() => {
                     // FreeSWITCH echoes our Job-UUID; should it pick another, follow it.
-                    if let Some(theirs) = reply.job_uuid().filter(|t| *t != job_uuid) {
-                        if let Some(job) = self.jobs.remove(&job_uuid) {
-                            self.jobs.insert(theirs.to_owned(), job);
-                        }
+                    if let Some(theirs) = reply.job_uuid().filter(|t| *t != job_uuid)
+                        && let Some(job) = self.jobs.remove(&job_uuid)
+                    {
+                        self.jobs.insert(theirs.to_owned(), job);
                     }
                 }
                 other => {

@@ -236,14 +236,13 @@ impl Headers {
     }
 
     fn value_bytes(&self, index: usize, slot: &Slot) -> &[u8] {
-        if slot.flags & VALUE_INEXACT != 0 {
-            if let Some((_, start, end)) = self.exact.iter().find(|(i, _, _)| *i as usize == index)
-            {
-                return self
-                    .exact_bytes
-                    .get(*start as usize..*end as usize)
-                    .unwrap_or(&[]);
-            }
+        if slot.flags & VALUE_INEXACT != 0
+            && let Some((_, start, end)) = self.exact.iter().find(|(i, _, _)| *i as usize == index)
+        {
+            return self
+                .exact_bytes
+                .get(*start as usize..*end as usize)
+                .unwrap_or(&[]);
         }
         self.value(slot).as_bytes()
     }

@@ -382,7 +382,7 @@ async fn fifty_concurrent_api_calls_get_their_own_replies_in_order() {
         // Vary the timing so replies do not all come back in one read.
         let n: u64 = r.line.trim_start_matches("api ").parse().unwrap_or(0);
         let mut steps = vec![];
-        if n % 7 == 0 {
+        if n.is_multiple_of(7) {
             steps.push(Step::Sleep(Duration::from_millis(3)));
         }
         steps.extend(standard(r));

@@ -16,8 +16,9 @@ use tokio_util::task::TaskTracker;
 use crate::auth::{ApiKeys, NodeAccess};
 use crate::config::Config;
 use crate::coord::{Coord, CoordError};
+use crate::freeswitch::cache::DirectoryCache;
 use crate::nodes::Registry;
-use crate::store::{Store, StoreError, StoreOptions};
+use crate::store::{Backend, Store, StoreError, StoreOptions};
 
 /// The service's shared state.
 #[derive(Debug)]
@@ -36,6 +37,8 @@ pub struct App {
     pub api_keys: ApiKeys,
     /// `[freeswitch]` basic auth and allow-list, as digests and parsed CIDRs.
     pub node_access: NodeAccess,
+    /// Directory lookups by SIP username; every user/credential write invalidates it.
+    pub directory_cache: DirectoryCache,
 }
 
 impl App {
@@ -44,6 +47,11 @@ impl App {
         Self {
             api_keys: ApiKeys::from_config(&config.api),
             node_access: NodeAccess::from_config(&config.freeswitch),
+            // Exact invalidation needs a single process: SQLite only (see the cache docs).
+            directory_cache: DirectoryCache::new(match store.backend() {
+                Backend::Sqlite => config.freeswitch.directory_cache_entries,
+                Backend::Postgres => 0,
+            }),
             config,
             store,
             nodes: Registry::default(),

@@ -145,6 +145,9 @@ pub struct FreeswitchConfig {
     pub allow_from: Vec<String>,
     /// Largest request body accepted (mod_xml_curl forms are about 1–2 KiB); larger get 413.
     pub max_body_bytes: usize,
+    /// Directory cache size (SIP usernames); 0 disables it. Used with SQLite only: with
+    /// PostgreSQL, replicas cannot yet invalidate each other's caches.
+    pub directory_cache_entries: usize,
 }
 
 impl Default for FreeswitchConfig {
@@ -154,6 +157,7 @@ impl Default for FreeswitchConfig {
             password: None,
             allow_from: vec!["127.0.0.1/32".to_owned(), "::1/128".to_owned()],
             max_body_bytes: 64 * 1024,
+            directory_cache_entries: 100_000,
         }
     }
 }

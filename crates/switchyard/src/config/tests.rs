@@ -339,3 +339,94 @@ fn example_config_is_valid_and_complete() {
         Ok(())
     });
 }
+
+#[test]
+fn api_keys_and_node_password_load_validate_and_stay_secret() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "switchyard.toml",
+            r#"
+            [api]
+            keys = [
+              { id = "backend", key = "k-0123456789abcdefghijklmnop", scopes = ["users:read", "users:write", "credentials:issue"] },
+            ]
+            [sip]
+            domain = "sip.example.com"
+            credential_ttl_secs = 600
+            [freeswitch]
+            password = "node-secret-pw"
+            allow_from = ["10.0.0.0/24"]
+            "#,
+        )?;
+        let config = Config::load(None).expect("loads");
+        assert_eq!(config.api.keys[0].id, "backend");
+        assert_eq!(config.api.keys[0].scopes.len(), 3);
+        assert_eq!(config.sip.domain, "sip.example.com");
+        assert_eq!(config.sip.credential_ttl_secs, 600);
+        assert_eq!(config.freeswitch.username, "freeswitch", "default");
+        let toml = config.to_redacted_toml().expect("serializes");
+        assert!(!toml.contains("k-0123456789"), "{toml}");
+        assert!(!toml.contains("node-secret-pw"), "{toml}");
+        assert!(!format!("{config:?}").contains("node-secret-pw"));
+        assert!(!format!("{config:?}").contains("k-0123456789"));
+        Ok(())
+    });
+}
+
+#[test]
+fn bad_access_settings_name_their_keys() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "switchyard.toml",
+            r#"
+            [api]
+            keys = [
+              { id = "a", key = "short", scopes = ["users:read"] },
+              { id = "a", key = "same-key-0123456789abcdefgh", scopes = [] },
+              { id = "B", key = "same-key-0123456789abcdefgh", scopes = ["users:write"] },
+            ]
+            [sip]
+            domain = "$${domain}"
+            credential_ttl_secs = 0
+            [freeswitch]
+            username = "a:b"
+            password = ""
+            allow_from = ["10.0.0.0/33", "nope"]
+            max_body_bytes = 0
+            "#,
+        )?;
+        let keys = violation_keys(&load_err());
+        for key in [
+            "api.keys[0].key",
+            "api.keys[1].id",
+            "api.keys[1].scopes",
+            "api.keys[2].id",
+            "api.keys[2].key",
+            "sip.domain",
+            "sip.credential_ttl_secs",
+            "freeswitch.username",
+            "freeswitch.password",
+            "freeswitch.allow_from[0]",
+            "freeswitch.allow_from[1]",
+            "freeswitch.max_body_bytes",
+        ] {
+            assert!(keys.iter().any(|k| k == key), "{key} missing from {keys:?}");
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn unknown_scopes_are_refused() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "switchyard.toml",
+            r#"
+            [api]
+            keys = [{ id = "a", key = "k-0123456789abcdefghijklmnop", scopes = ["admin"] }]
+            "#,
+        )?;
+        assert!(matches!(load_err(), ConfigError::Load(_)));
+        Ok(())
+    });
+}

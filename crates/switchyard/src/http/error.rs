@@ -49,6 +49,9 @@ pub enum ApiError {
     UserNotFound,
     #[error("the user is disabled")]
     UserDisabled,
+    /// The user id is already the SIP username of another user's credential.
+    #[error("the user id is already the SIP username of another user's credential")]
+    CredentialConflict,
     /// Anything unexpected; the cause is logged, the client only sees `internal`.
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
@@ -68,7 +71,7 @@ impl ApiError {
             Self::InvalidUserId(_) | Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UserNotFound => StatusCode::NOT_FOUND,
-            Self::UserDisabled => StatusCode::CONFLICT,
+            Self::UserDisabled | Self::CredentialConflict => StatusCode::CONFLICT,
             Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -88,6 +91,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::UserNotFound => "user_not_found",
             Self::UserDisabled => "user_disabled",
+            Self::CredentialConflict => "credential_conflict",
             Self::Unexpected(_) => "internal",
         }
     }

@@ -5,7 +5,7 @@
 //! `code`, including unknown routes, wrong methods and requests cut off by the timeout layer.
 //!
 //! - `users`: `/v1/users/...`, behind [`ApiPrincipal`] (API key + scope per handler).
-//! - `freeswitch`: `/freeswitch/...` for mod_xml_curl, behind the node guard (allow-list +
+//! - `freeswitch`: `/freeswitch/{directory,dialplan}` for mod_xml_curl, behind the node guard (allow-list +
 //!   basic auth); answers are XML documents, errors are still problem documents.
 
 mod error;
@@ -23,7 +23,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::{ApiError, Problem};
-pub use users::{ApiPrincipal, SipCredentialBody, UserBody};
+pub use users::{ApiPrincipal, LongLivedBody, SipCredentialBody, UserBody};
 
 use crate::app::AppState;
 
@@ -47,9 +47,14 @@ pub fn router(state: AppState) -> Router {
             "/v1/users/{user_id}/sip-credentials",
             post(users::issue_sip_credential),
         )
+        .route(
+            "/v1/users/{user_id}/long-lived-sip-credential",
+            put(users::put_long_lived_credential).delete(users::delete_long_lived_credential),
+        )
         .layer(DefaultBodyLimit::max(V1_BODY_LIMIT));
     let nodes = Router::new()
         .route("/freeswitch/directory", post(freeswitch::directory))
+        .route("/freeswitch/dialplan", post(freeswitch::dialplan))
         .layer(DefaultBodyLimit::max(
             state.config.freeswitch.max_body_bytes,
         ))

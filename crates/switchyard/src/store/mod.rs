@@ -10,6 +10,7 @@
 //! Timestamps are UTC and truncated to microseconds before they are written, so both backends
 //! return the same values (PostgreSQL keeps microseconds, SQLite would keep nanoseconds).
 
+mod conferences;
 mod credentials;
 mod users;
 
@@ -23,6 +24,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use conferences::Admission;
 pub use credentials::{DirectoryEntry, NewSipCredential};
 pub use users::{UpsertUser, User};
 

@@ -1,0 +1,375 @@
+//! `/v1/users`: users and their SIP credentials (API-key protected, JSON).
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::ApiError;
+use crate::app::AppState;
+use crate::config::Scope;
+use crate::credentials;
+use crate::ids::valid_user_id;
+use crate::store::{NewSipCredential, UpsertUser, User};
+
+/// Longest display name accepted (characters).
+pub const MAX_DISPLAY_NAME: usize = 128;
+
+/// The API key a request authenticated with (id only; the secret is never kept).
+#[derive(Debug, Clone)]
+pub struct ApiPrincipal {
+    pub key_id: String,
+    scopes: Vec<Scope>,
+}
+
+impl ApiPrincipal {
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        if self.scopes.contains(&scope) {
+            Ok(())
+        } else {
+            tracing::info!(key_id = %self.key_id, scope = scope.as_str(), "API key lacks scope");
+            Err(ApiError::MissingScope(scope.as_str()))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for ApiPrincipal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let key = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| state.api_keys.authenticate_header(v.as_bytes()));
+        match key {
+            Some(key) => Ok(Self {
+                key_id: key.id.clone(),
+                scopes: key.scopes.clone(),
+            }),
+            None => {
+                tracing::info!(
+                    path = %parts.uri.path(),
+                    has_authorization = parts.headers.contains_key(AUTHORIZATION),
+                    "API request without a valid key"
+                );
+                Err(ApiError::Unauthorized)
+            }
+        }
+    }
+}
+
+/// `PUT /v1/users/{id}` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutUser {
+    #[serde(default)]
+    pub display_name: String,
+    #[serde(default = "enabled_default")]
+    pub enabled: bool,
+}
+
+fn enabled_default() -> bool {
+    true
+}
+
+/// A user as the API shows it.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UserBody {
+    pub id: String,
+    pub display_name: String,
+    pub enabled: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<User> for UserBody {
+    fn from(u: User) -> Self {
+        Self {
+            id: u.id,
+            display_name: u.display_name,
+            enabled: u.enabled,
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+        }
+    }
+}
+
+/// `POST /v1/users/{id}/sip-credentials` answer. `password` is shown once and not stored.
+#[derive(Serialize, Deserialize)]
+pub struct SipCredentialBody {
+    pub user_id: String,
+    /// The SIP user (URI user and digest username): `sip:<username>@<domain>`.
+    pub username: String,
+    pub password: String,
+    pub domain: String,
+    /// Digest realm; with `ha1` an alternative to `password` (JsSIP `ha1` + `realm`).
+    pub realm: String,
+    pub ha1: String,
+    pub expires_at: DateTime<Utc>,
+    /// WebSocket URLs of the nodes (JsSIP `sockets`).
+    pub ws_servers: Vec<String>,
+}
+
+/// `PUT /v1/users/{id}/long-lived-sip-credential` body: the CppComet `users_auth` key.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutLongLived {
+    pub password: String,
+}
+
+impl std::fmt::Debug for PutLongLived {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PutLongLived { .. }")
+    }
+}
+
+impl std::fmt::Debug for SipCredentialBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SipCredentialBody")
+            .field("user_id", &self.user_id)
+            .field("username", &self.username)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for LongLivedBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LongLivedBody")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `PUT /v1/users/{id}/long-lived-sip-credential` answer.
+#[derive(Serialize, Deserialize)]
+pub struct LongLivedBody {
+    pub user_id: String,
+    /// The SIP user: the user id itself (as CppComet users registered).
+    pub username: String,
+    pub domain: String,
+    pub realm: String,
+    pub ws_servers: Vec<String>,
+}
+
+/// Shortest and longest long-lived password accepted.
+const LONG_LIVED_PASSWORD_LEN: std::ops::RangeInclusive<usize> = 8..=128;
+
+fn user_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    let Path(id) = path.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
+    if valid_user_id(&id) {
+        Ok(id)
+    } else {
+        Err(ApiError::InvalidUserId(id.chars().take(80).collect()))
+    }
+}
+
+fn valid_display_name(name: &str) -> Result<(), ApiError> {
+    if name.chars().count() > MAX_DISPLAY_NAME {
+        return Err(ApiError::InvalidRequest(format!(
+            "display_name must be at most {MAX_DISPLAY_NAME} characters"
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ApiError::InvalidRequest(
+            "display_name must not contain control characters".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+pub(super) async fn put_user(
+    principal: ApiPrincipal,
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Json<PutUser>, JsonRejection>,
+) -> Result<Json<UserBody>, ApiError> {
+    principal.require(Scope::UsersWrite)?;
+    let id = user_id(path)?;
+    let Json(body) = body.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
+    valid_display_name(&body.display_name)?;
+    let user = state
+        .store
+        .upsert_user(&UpsertUser {
+            id,
+            display_name: body.display_name,
+            enabled: body.enabled,
+        })
+        .await?;
+    state.directory_cache.invalidate_user(&user.id);
+    tracing::info!(key_id = %principal.key_id, user = %user.id, enabled = user.enabled, "user saved");
+    Ok(Json(user.into()))
+}
+
+pub(super) async fn get_user(
+    principal: ApiPrincipal,
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<UserBody>, ApiError> {
+    principal.require(Scope::UsersRead)?;
+    let id = user_id(path)?;
+    match state.store.get_user(&id).await? {
+        Some(user) => Ok(Json(user.into())),
+        None => Err(ApiError::UserNotFound),
+    }
+}
+
+pub(super) async fn delete_user(
+    principal: ApiPrincipal,
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    principal.require(Scope::UsersWrite)?;
+    let id = user_id(path)?;
+    let deleted = state.store.delete_user(&id).await?;
+    state.directory_cache.invalidate_user(&id);
+    if deleted {
+        tracing::info!(key_id = %principal.key_id, user = %id, "user deleted");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::UserNotFound)
+    }
+}
+
+/// A long-lived credential for users migrating from CppComet: SIP username = user id,
+/// password = their `users_auth` key, stored as its `a1-hash` only, no expiry. Disabling or
+/// deleting the user revokes it like any other credential.
+pub(super) async fn put_long_lived_credential(
+    principal: ApiPrincipal,
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Json<PutLongLived>, JsonRejection>,
+) -> Result<Json<LongLivedBody>, ApiError> {
+    principal.require(Scope::CredentialsIssue)?;
+    let id = user_id(path)?;
+    let Json(body) = body.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
+    if !LONG_LIVED_PASSWORD_LEN.contains(&body.password.len())
+        || !body.password.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(ApiError::InvalidRequest(format!(
+            "password must be {}-{} printable ASCII characters without spaces",
+            LONG_LIVED_PASSWORD_LEN.start(),
+            LONG_LIVED_PASSWORD_LEN.end()
+        )));
+    }
+    let user = state
+        .store
+        .get_user(&id)
+        .await?
+        .ok_or(ApiError::UserNotFound)?;
+    let sip = &state.config.sip;
+    // FreeSWITCH matches user ids case-insensitively; the store keys them in lowercase.
+    let username = user.id.to_ascii_lowercase();
+    let stored = state
+        .store
+        .put_long_lived_sip_credential(&NewSipCredential {
+            username,
+            user_id: user.id.clone(),
+            realm: sip.domain.clone(),
+            // The UA hashes the id as it writes it; sofia uses our a1-hash verbatim.
+            a1_hash: credentials::a1_hash(&user.id, &sip.domain, &body.password),
+            expires_at: None,
+        })
+        .await?;
+    state.directory_cache.invalidate_user(&user.id);
+    if !stored {
+        return Err(ApiError::CredentialConflict);
+    }
+    tracing::info!(key_id = %principal.key_id, user = %user.id, "long-lived SIP credential set");
+    Ok(Json(LongLivedBody {
+        username: user.id.clone(),
+        user_id: user.id,
+        domain: sip.domain.clone(),
+        realm: sip.domain.clone(),
+        ws_servers: ws_servers(&state),
+    }))
+}
+
+pub(super) async fn delete_long_lived_credential(
+    principal: ApiPrincipal,
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    principal.require(Scope::CredentialsIssue)?;
+    let id = user_id(path)?;
+    let deleted = state.store.delete_long_lived_sip_credentials(&id).await?;
+    state.directory_cache.invalidate_user(&id);
+    if deleted {
+        tracing::info!(key_id = %principal.key_id, user = %id, "long-lived SIP credential deleted");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
+
+fn ws_servers(state: &AppState) -> Vec<String> {
+    state
+        .config
+        .nodes
+        .iter()
+        .map(|n| n.wss_url.clone())
+        .collect()
+}
+
+pub(super) async fn issue_sip_credential(
+    principal: ApiPrincipal,
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<(StatusCode, Json<SipCredentialBody>), ApiError> {
+    principal.require(Scope::CredentialsIssue)?;
+    let id = user_id(path)?;
+    let user = state
+        .store
+        .get_user(&id)
+        .await?
+        .ok_or(ApiError::UserNotFound)?;
+    if !user.enabled {
+        return Err(ApiError::UserDisabled);
+    }
+    let sip = &state.config.sip;
+    let now = Utc::now();
+    let ttl = chrono::Duration::from_std(sip.credential_ttl())
+        .map_err(|_| ApiError::InvalidRequest("credential lifetime out of range".to_owned()))?;
+    let expires_at = now + ttl;
+    // Opportunistic cleanup keeps the table at about one live row per open tab.
+    state
+        .store
+        .delete_expired_sip_credentials(&user.id, now)
+        .await?;
+    let generated = credentials::generate(&sip.domain);
+    state
+        .store
+        .insert_sip_credential(&NewSipCredential {
+            username: generated.username.clone(),
+            user_id: user.id.clone(),
+            realm: sip.domain.clone(),
+            a1_hash: generated.a1_hash.clone(),
+            expires_at: Some(expires_at),
+        })
+        .await?;
+    state.directory_cache.invalidate_user(&user.id);
+    tracing::info!(
+        key_id = %principal.key_id,
+        user = %user.id,
+        sip_username = %generated.username,
+        %expires_at,
+        "SIP credential issued"
+    );
+    Ok((
+        StatusCode::CREATED,
+        Json(SipCredentialBody {
+            user_id: user.id,
+            username: generated.username,
+            password: generated.password,
+            domain: sip.domain.clone(),
+            realm: sip.domain.clone(),
+            ha1: generated.a1_hash,
+            expires_at,
+            ws_servers: ws_servers(&state),
+        }),
+    ))
+}
