@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Starts two simulated FreeSWITCH nodes (fsim) and Switchyard pointed at them. Ctrl-C stops both.
-# Watch the log for both nodes' "heartbeat" lines. The directory URL fsim is given is served once
-# the mod_xml_curl endpoint lands (issue 3); until then a REGISTER through the fsim control port
-# (127.0.0.1:18031) fails.
+# Watch the log for both nodes' "heartbeat" lines. To see a registration go through the directory:
+#   curl -s -X PUT -H 'Authorization: Bearer demo-key-not-for-production-0001' \
+#        -H 'Content-Type: application/json' -d '{"display_name":"Alice"}' localhost:8080/v1/users/alice
+#   curl -s -X POST -H 'Authorization: Bearer demo-key-not-for-production-0001' \
+#        localhost:8080/v1/users/alice/sip-credentials        # -> username, password
+#   curl -s -X POST -d '{"user":"<username>","password":"<password>"}' localhost:18031/nodes/fs1/register
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 mkdir -p target/demo
 cargo build -p fsim -p switchyard
 ./target/debug/fsim --nodes 2 --esl 127.0.0.1:18021 --password ClueCon --heartbeat-interval 5 \
-  --xml-curl http://127.0.0.1:8080/freeswitch/directory --control 127.0.0.1:18031 &
+  --xml-curl http://127.0.0.1:8080/freeswitch/directory \
+  --xml-curl-credentials freeswitch:demo-xml-curl-password --control 127.0.0.1:18031 &
 fsim_pid=$!
 trap 'kill $fsim_pid 2>/dev/null || true; wait $fsim_pid 2>/dev/null || true' EXIT
 exec_status=0

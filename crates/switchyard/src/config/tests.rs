@@ -430,3 +430,16 @@ fn unknown_scopes_are_refused() {
         Ok(())
     });
 }
+
+/// `just demo` must keep starting: its config is loaded and validated like any other.
+#[test]
+fn demo_config_is_valid() {
+    Jail::expect_with(|jail| {
+        let demo = include_str!("../../../../examples/demo/switchyard.toml");
+        jail.create_file("switchyard.toml", demo)?;
+        let config = Config::load(None).expect("the demo config loads");
+        assert_eq!(config.nodes.len(), 2);
+        assert!(config.freeswitch.password.is_some(), "fsim sends credentials");
+        Ok(())
+    });
+}
