@@ -14,6 +14,7 @@
 //! | full | `respond 486 Busy Here` |
 //! | locked / not invited | `respond 403 Forbidden` |
 //! | unknown conference, or no authenticated caller | `respond 404 Not Found` / `403` |
+//! | the store cannot be asked | `respond 503 Service Unavailable` (an HTTP error would make FreeSWITCH fall back to its static dialplan) |
 //!
 //! Anything that is not a `conf*` destination, another section, or a malformed form: "not
 //! found" (FreeSWITCH then tries the next binding or its static dialplan).
@@ -114,17 +115,14 @@ pub async fn answer(store: &Store, body: &[u8]) -> Result<String, super::directo
     };
     let action = match &caller {
         None => DialplanAction::Respond("403 Forbidden"),
-        Some(user_id) => match store.conference_admission(&name, user_id).await? {
-            Admission::Join { profile } if valid_user_id(&profile) => {
-                DialplanAction::Conference(format!("{name}@{profile}"))
+        // A store failure must not become an HTTP error: FreeSWITCH would fall back to its
+        // static dialplan. The conference call is refused with a retryable code instead.
+        Some(user_id) => match store.conference_admission(&name, user_id).await {
+            Ok(admission) => admission_action(&name, admission),
+            Err(e) => {
+                tracing::error!(conference = %name, error = %e, "store unavailable: refusing the join with 503");
+                DialplanAction::Respond("503 Service Unavailable")
             }
-            Admission::Join { .. } => {
-                tracing::warn!(conference = %name, "invitation with an unusable profile name");
-                DialplanAction::Respond("404 Not Found")
-            }
-            Admission::Full => DialplanAction::Respond("486 Busy Here"),
-            Admission::Forbidden => DialplanAction::Respond("403 Forbidden"),
-            Admission::Unknown => DialplanAction::Respond("404 Not Found"),
         },
     };
     tracing::debug!(conference = %name, caller = ?caller, ?action, "dialplan answer");
@@ -134,6 +132,23 @@ pub async fn answer(store: &Store, body: &[u8]) -> Result<String, super::directo
         action,
     }
     .render()?)
+}
+
+/// What the extension for conference `name` does, given the store's verdict for the caller.
+/// Pure. (A request without an authenticated caller is answered `403` without asking the store.)
+pub fn admission_action(name: &str, admission: Admission) -> DialplanAction {
+    match admission {
+        Admission::Join { profile } if valid_user_id(&profile) => {
+            DialplanAction::Conference(format!("{name}@{profile}"))
+        }
+        Admission::Join { .. } => {
+            tracing::warn!(conference = %name, "invitation with an unusable profile name");
+            DialplanAction::Respond("404 Not Found")
+        }
+        Admission::Full => DialplanAction::Respond("486 Busy Here"),
+        Admission::Forbidden => DialplanAction::Respond("403 Forbidden"),
+        Admission::Unknown => DialplanAction::Respond("404 Not Found"),
+    }
 }
 
 /// Regex for exactly `s` (conference destinations use `[A-Za-z0-9_.*-]` only).

@@ -500,6 +500,16 @@ async fn dialplan_admits_invited_callers_only() {
             .await
             .expect("POST");
         assert_eq!(unauthenticated.status(), StatusCode::UNAUTHORIZED);
+
+        // The store is gone: the join is refused with a retryable SIP code, not an HTTP error
+        // (which would send FreeSWITCH to its static dialplan).
+        app.store.close().await;
+        let refused =
+            text(post_dialplan(&app, dialplan_request("conf*room1", Some("alice"))).await).await;
+        assert!(
+            refused.contains("application=\"respond\" data=\"503 Service Unavailable\""),
+            "{backend}: {refused}"
+        );
         app.stop().await.expect("clean shutdown");
     }
 }
