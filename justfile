@@ -27,6 +27,14 @@ clippy:
 bench:
     cargo run --release -p esl-bench --bin esl-ingest
 
+# mod_xml_curl directory (`sip_auth`) against nginx `return 200` over loopback, keep-alive and
+# connection per request; ~2 min, table in target/bench-data/directory.md. Not part of `just
+# bench` (different subject, needs nginx). Options: just bench-directory --users 100000 (--help).
+bench-directory *ARGS:
+    [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || { apt-get update && apt-get install -y nginx-light; }
+    cargo build --release -p switchyard -p switchyard-bench
+    target/release/directory-bench {{ARGS}}
+
 # Peer libraries outside Rust on the same stream (greenswitch from PyPI, modesl from npm).
 bench-peers:
     bash crates/esl-bench/peers/run.sh
@@ -34,6 +42,10 @@ bench-peers:
 # Fuzz an ESL parser (needs nightly + cargo-fuzz): just fuzz frame_decoder 600
 fuzz TARGET="frame_decoder" SECONDS="600":
     cd crates/esl/fuzz && cargo +nightly fuzz run {{TARGET}} -- -max_total_time={{SECONDS}} -max_len=65536
+
+# Fuzz the mod_xml_curl form → directory/dialplan answers (seeded from the recorded requests): just fuzz-xmlcurl 600
+fuzz-xmlcurl SECONDS="600":
+    cd crates/switchyard/fuzz && bash seed.sh && cargo +nightly fuzz run xml_curl_form -- -max_total_time={{SECONDS}} -max_len=8192 -dict=xml_curl_form.dict
 
 # Demo: the service plus two simulated FreeSWITCH nodes; watch both nodes' HEARTBEATs in the log.
 demo:
