@@ -571,8 +571,24 @@ impl Client {
         if self.phase == Phase::Idle {
             return;
         }
-        self.touch(now);
         self.buf.extend_from_slice(bytes);
+        self.decode_received(now);
+    }
+
+    /// For `conn`: the decode buffer, so that socket reads land in it without a copy. Append
+    /// only, then call [`Client::decode_received`].
+    #[cfg(feature = "tokio")]
+    pub(crate) fn receive_buffer(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
+    /// Like [`Input::Receive`] for bytes already appended to the decode buffer.
+    pub(crate) fn decode_received(&mut self, now: Instant) {
+        if self.phase == Phase::Idle {
+            self.buf.clear();
+            return;
+        }
+        self.touch(now);
         while self.phase != Phase::Idle {
             match self.decoder.decode(&mut self.buf) {
                 Ok(Some(frame)) => self.on_frame(frame),

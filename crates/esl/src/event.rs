@@ -91,14 +91,13 @@ impl Event {
     /// Parses a `text/event-plain` body: URL-encoded headers, a blank line, and, when the last
     /// header is `Content-Length: N`, N raw body bytes.
     pub fn parse_plain(body: Bytes) -> Result<Event, EventError> {
-        let header_end = memchr::memmem::find(&body, b"\n\n");
-        let (block, rest) = match header_end {
-            Some(end) => (body.slice(..end + 1), body.slice(end + 2..)),
-            None => (body.clone(), Bytes::new()),
+        // The header block ends at the first `\n\n`, found while indexing its lines.
+        let (headers, blank) = Headers::parse_prefix(&body, ValueEncoding::UrlEncoded, true);
+        let rest = match blank {
+            Some(at) => body.slice(at + 1..),
+            None => Bytes::new(),
         };
-        let headers = Headers::parse(block, ValueEncoding::UrlEncoded);
         let length = headers
-            .iter()
             .last()
             .filter(|(name, _)| name.eq_ignore_ascii_case("Content-Length"))
             .map(|(_, v)| v.trim().to_owned());

@@ -104,7 +104,7 @@ impl FrameDecoder {
                 self.scanned = 0;
             }
             let from = self.scanned.saturating_sub(1);
-            let Some(found) = memchr::memmem::find(&buf[from..], b"\n\n") else {
+            let Some(found) = header_end_finder().find(&buf[from..]) else {
                 if buf.len() > self.limits.max_header_block {
                     return Err(FrameError::HeaderBlockTooLarge {
                         limit: self.limits.max_header_block,
@@ -171,6 +171,13 @@ impl FrameDecoder {
         }
         Ok(length as usize)
     }
+}
+
+/// `memmem::find` builds its searcher on every call; this one is built once.
+fn header_end_finder() -> &'static memchr::memmem::Finder<'static> {
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\n\n"));
+    &FINDER
 }
 
 /// Decodes every frame of a complete byte stream (tests, tools). Trailing partial bytes are

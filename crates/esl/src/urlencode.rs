@@ -85,6 +85,25 @@ pub fn decode_into(value: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(rest);
 }
 
+/// [`decode_into`] as a plain byte loop, faster on short values with escapes (header values).
+pub(crate) fn decode_into_simple(value: &[u8], out: &mut Vec<u8>) {
+    out.reserve(value.len());
+    let mut i = 0;
+    while let Some(&b) = value.get(i) {
+        if b == b'%'
+            && let Some(byte) = value
+                .get(i + 1..i + 3)
+                .and_then(|h| Some((hex_val(h[0])? << 4) | hex_val(h[1])?))
+        {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(b);
+        i += 1;
+    }
+}
+
 /// Decodes to bytes (the result may not be UTF-8: FreeSWITCH escapes raw bytes of any value).
 pub fn decode(value: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(value.len());

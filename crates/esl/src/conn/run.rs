@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use rand::Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
@@ -64,6 +65,12 @@ pub(super) struct Runner {
     connected_once: bool,
     /// `EslClient::connect` waits for the first attempt's outcome here.
     first: Option<oneshot::Sender<Result<(), ConnectError>>>,
+}
+
+/// Appends up to [`READ_CHUNK`] bytes from the socket to `buf`.
+async fn read_into(rd: &mut OwnedReadHalf, buf: &mut BytesMut) -> std::io::Result<usize> {
+    buf.reserve(READ_CHUNK);
+    rd.read_buf(&mut buf.limit(READ_CHUNK)).await
 }
 
 fn now() -> Instant {
@@ -240,7 +247,6 @@ impl Runner {
     async fn session(&mut self, stream: TcpStream) -> SessionEnd {
         let _ = stream.set_nodelay(true);
         let (mut rd, mut wr) = stream.into_split();
-        let mut rbuf = vec![0u8; READ_CHUNK];
         let mut wbuf = BytesMut::new();
         let mut announced = false;
         let mut paused = false;
@@ -309,9 +315,10 @@ impl Runner {
                     }
                     Err(_) => self.events_open = false,
                 },
-                read = rd.read(&mut rbuf), if !paused => match read {
+                // Straight into the decoder's buffer: frames are cut out of it without a copy.
+                read = read_into(&mut rd, self.client.receive_buffer()), if !paused => match read {
                     Ok(0) => self.client.handle_input(Input::Disconnected(DisconnectReason::Closed)),
-                    Ok(n) => self.client.handle_input(Input::Receive(now(), &rbuf[..n])),
+                    Ok(_) => self.client.decode_received(now()),
                     Err(e) => self
                         .client
                         .handle_input(Input::Disconnected(DisconnectReason::Io(e.to_string()))),
