@@ -153,30 +153,41 @@ fn announce(line: &str) {
     let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGINT/SIGTERM handlers now (so a signal that arrives right after the
+/// "listening" lines are printed is not lost) and returns the future that resolves on either.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-                    _ = term.recv() => tracing::info!("SIGTERM received"),
+        let interrupt = signal(SignalKind::interrupt());
+        let terminate = signal(SignalKind::terminate());
+        async move {
+            match (interrupt, terminate) {
+                (Ok(mut int), Ok(mut term)) => {
+                    tokio::select! {
+                        _ = int.recv() => tracing::info!("SIGINT received"),
+                        _ = term.recv() => tracing::info!("SIGTERM received"),
+                    }
                 }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch SIGTERM; only SIGINT stops fsim");
-                let _ = tokio::signal::ctrl_c().await;
+                (int, term) => {
+                    if let Err(e) = int.and(term) {
+                        tracing::warn!(error = %e, "cannot watch SIGINT/SIGTERM; falling back to ctrl_c");
+                    }
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
 async fn run(args: Args) -> Result<(), StartError> {
+    let shutdown = shutdown_signal();
     let configs = node_configs(&args)?;
     let mut nodes: Vec<SimNode> = Vec::with_capacity(configs.len());
     for cfg in configs {
@@ -233,7 +244,7 @@ async fn run(args: Args) -> Result<(), StartError> {
         None => None,
     };
 
-    shutdown_signal().await;
+    shutdown.await;
     tracing::info!("shutting down");
     let _ = stop_control.send(());
     if let Some(task) = control {
