@@ -439,7 +439,10 @@ fn demo_config_is_valid() {
         jail.create_file("switchyard.toml", demo)?;
         let config = Config::load(None).expect("the demo config loads");
         assert_eq!(config.nodes.len(), 2);
-        assert!(config.freeswitch.password.is_some(), "fsim sends credentials");
+        assert!(
+            config.freeswitch.password.is_some(),
+            "fsim sends credentials"
+        );
         Ok(())
     });
 }

@@ -161,7 +161,23 @@ pub async fn answer(
             entry
         }
     };
-    let doc = match &entry {
+    Ok(user_document(sip, entry.as_ref(), now).render()?)
+}
+
+/// The answer to a [`Lookup::User`], given what the cache or store holds for that username
+/// (`None`: no such credential) at time `now`. Pure: no IO, no clock.
+pub fn user_document<'a>(
+    sip: &'a SipConfig,
+    entry: Option<&'a DirectoryEntry>,
+    now: DateTime<Utc>,
+) -> Document<'a> {
+    match entry {
+        // Fail closed: FreeSWITCH lets a user without any credential register with any
+        // password, so a malformed hash is answered "not found" like an unknown user.
+        Some(entry) if !is_md5_hex(&entry.a1_hash) => {
+            tracing::error!(username = %entry.username, "directory: stored a1-hash is not 32 lowercase hex digits; refusing");
+            Document::NotFound
+        }
         Some(entry) if entry.usable_at(now) && entry.realm.eq_ignore_ascii_case(&sip.domain) => {
             Document::User {
                 domain: &sip.domain,
@@ -172,13 +188,17 @@ pub async fn answer(
                 },
             }
         }
-        Some(_) => {
-            tracing::debug!(%username, "directory: credential disabled, expired or of another realm");
+        Some(entry) => {
+            tracing::debug!(username = %entry.username, "directory: credential disabled, expired or of another realm");
             Document::NotFound
         }
         None => Document::NotFound,
-    };
-    Ok(doc.render()?)
+    }
+}
+
+/// An a1-hash as FreeSWITCH compares it: 32 lowercase hex digits.
+fn is_md5_hex(hash: &str) -> bool {
+    hash.len() == 32 && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Why no document could be produced.

@@ -93,6 +93,13 @@ impl Form {
         Ok(self.get(name)?.unwrap_or(""))
     }
 
+    /// Every field in body order, duplicates included, values decoded. For tests and fuzzing
+    /// only: answers read fields through [`Form::get`], which refuses repeated fields.
+    #[doc(hidden)]
+    pub fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.fields.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
     pub fn len(&self) -> usize {
         self.fields.len()
     }

@@ -113,6 +113,20 @@ fn injection_through_values_cannot_change_the_structure() {
     insta::assert_snapshot!(text);
 }
 
+/// Found by the `xml_curl_form` fuzz target: U+FFFE and U+FFFF are not controls, yet XML 1.0
+/// cannot carry them (not even as references), and a display name may hold them.
+#[test]
+fn noncharacters_are_replaced() {
+    let text = render(&user_doc("alice", "a\u{fffe}b\u{ffff}c"));
+    assert!(!text.contains(['\u{fffe}', '\u{ffff}']), "{text}");
+    assert!(
+        structure(&text).contains(
+            &"variable name=\"effective_caller_id_name\" value=\"a\u{fffd}b\u{fffd}c\"".to_owned()
+        ),
+        "{text}"
+    );
+}
+
 fn sip() -> SipConfig {
     SipConfig::default()
 }
@@ -291,5 +305,43 @@ mod dialplan {
     #[test]
     fn exact_regexes() {
         assert_eq!(exact_regex("conf*room-1.a"), "^conf\\*room\\-1\\.a$");
+    }
+}
+
+/// Fail closed: a stored hash that FreeSWITCH could not compare (empty, wrong length,
+/// uppercase) is answered like an unknown user, never as a user without a credential.
+#[test]
+fn a_malformed_stored_hash_is_not_found() {
+    let sip = sip();
+    let now = chrono::Utc::now();
+    let entry = |a1_hash: &str| crate::store::DirectoryEntry {
+        username: "sy1".to_owned(),
+        realm: sip.domain.clone(),
+        a1_hash: a1_hash.to_owned(),
+        expires_at: None,
+        user_id: "alice".to_owned(),
+        display_name: "Alice".to_owned(),
+        enabled: true,
+    };
+    let good = entry("0123456789abcdef0123456789abcdef");
+    assert!(matches!(
+        super::directory::user_document(&sip, Some(&good), now),
+        Document::User { .. }
+    ));
+    for bad in [
+        "",
+        "0123",
+        "0123456789ABCDEF0123456789ABCDEF",
+        "0123456789abcdef0123456789abcdeg",
+    ] {
+        let bad = entry(bad);
+        assert!(
+            matches!(
+                super::directory::user_document(&sip, Some(&bad), now),
+                Document::NotFound
+            ),
+            "{:?}",
+            bad.a1_hash
+        );
     }
 }

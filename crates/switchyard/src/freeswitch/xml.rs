@@ -199,8 +199,9 @@ pub(crate) fn attr(value: &str) -> String {
             '\n' => out.push_str("&#10;"),
             '\r' => out.push_str("&#13;"),
             '\t' => out.push_str("&#9;"),
-            // Not representable in XML 1.0, not even as a reference.
-            c if c.is_control() => out.push('\u{fffd}'),
+            // Not representable in XML 1.0, not even as a reference (controls, and the two
+            // noncharacters outside its `Char` production; Rust strings hold no surrogates).
+            c if c.is_control() || matches!(c, '\u{fffe}' | '\u{ffff}') => out.push('\u{fffd}'),
             c => out.push(c),
         }
     }
