@@ -367,6 +367,9 @@ impl SimNode {
             ua_port: AtomicU64::new(0),
             cfg,
         });
+        // FreeSWITCH's first HEARTBEAT fires at core startup, before any ESL client can be
+        // listening: fire it here, synchronously, so no test races with it.
+        heartbeat_events(&shared, false);
         tokio::spawn(crate::esl_server::accept_loop(
             Arc::downgrade(&shared),
             listener,
@@ -903,7 +906,8 @@ async fn heartbeat_loop(shared: Weak<Shared>) {
     drop(s);
     let check_ip_every = Duration::from_secs(60);
     let mut check_ip_due = tokio::time::Instant::now() + check_ip_every;
-    let mut next = tokio::time::Instant::now();
+    // The startup HEARTBEAT was fired by `SimNode::start`.
+    let mut next = tokio::time::Instant::now() + interval;
     loop {
         let reset = {
             let Some(s) = shared.upgrade() else {
