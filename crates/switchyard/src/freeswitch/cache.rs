@@ -3,7 +3,8 @@
 //!
 //! Correctness rules:
 //! - Entries are the store's facts (enabled flag, expiry, hash), never a verdict: expiry is
-//!   checked on every request, so an entry cannot outlive its credential.
+//!   checked on every request, so an entry cannot outlive its credential. The rendered user
+//!   document kept next to them is only sent after those checks passed.
 //! - Every write that can change an answer invalidates (user upsert/delete, credential
 //!   insert/replace/delete) after it committed.
 //! - A lookup that raced with an invalidation does not insert: a generation counter, bumped
@@ -15,17 +16,31 @@
 //!   `freeswitch.directory_cache_entries`).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
 
 use crate::store::DirectoryEntry;
+
+/// What the store said about one username, with the document answering it when usable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedEntry {
+    pub entry: DirectoryEntry,
+    /// The rendered user document for `entry` (with the `sip` settings, fixed while the service
+    /// runs); send it only when `entry` is usable now.
+    pub document: Bytes,
+}
+
+/// A cache value: `None` when the store has no such credential. Shared, never copied.
+pub type Cached = Option<Arc<CachedEntry>>;
 
 /// A bounded username → entry map; when full it starts over (cheap, and correct).
 #[derive(Debug)]
 pub struct DirectoryCache {
     capacity: usize,
     generation: AtomicU64,
-    map: Mutex<HashMap<String, Option<DirectoryEntry>>>,
+    map: Mutex<HashMap<String, Cached>>,
 }
 
 /// Taken before the store read; [`DirectoryCache::insert`] needs it.
@@ -46,7 +61,7 @@ impl DirectoryCache {
         self.capacity > 0
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<DirectoryEntry>>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Cached>> {
         // A panic while holding the lock cannot leave the map inconsistent (single calls).
         self.map
             .lock()
@@ -54,7 +69,7 @@ impl DirectoryCache {
     }
 
     /// `Some(entry or None)` on a hit.
-    pub fn get(&self, username: &str) -> Option<Option<DirectoryEntry>> {
+    pub fn get(&self, username: &str) -> Option<Cached> {
         if !self.enabled() {
             return None;
         }
@@ -67,7 +82,7 @@ impl DirectoryCache {
     }
 
     /// Keeps what the store said, unless an invalidation happened since `ticket`.
-    pub fn insert(&self, ticket: Ticket, username: &str, entry: Option<DirectoryEntry>) {
+    pub fn insert(&self, ticket: Ticket, username: &str, entry: Cached) {
         if !self.enabled() {
             return;
         }
@@ -87,7 +102,7 @@ impl DirectoryCache {
         let mut map = self.map();
         self.generation.fetch_add(1, Ordering::AcqRel);
         map.retain(|username, entry| {
-            *username != lowered && entry.as_ref().is_none_or(|e| e.user_id != user_id)
+            *username != lowered && entry.as_ref().is_none_or(|e| e.entry.user_id != user_id)
         });
     }
 
@@ -102,13 +117,15 @@ impl DirectoryCache {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use chrono::{DateTime, Utc};
 
-    use super::DirectoryCache;
+    use super::{Cached, CachedEntry, DirectoryCache};
     use crate::store::DirectoryEntry;
 
-    fn entry(username: &str, user_id: &str) -> DirectoryEntry {
-        DirectoryEntry {
+    fn entry(username: &str, user_id: &str) -> Cached {
+        let entry = DirectoryEntry {
             username: username.to_owned(),
             realm: "127.0.0.1".to_owned(),
             a1_hash: "00".repeat(16),
@@ -116,7 +133,9 @@ mod tests {
             user_id: user_id.to_owned(),
             display_name: String::new(),
             enabled: true,
-        }
+        };
+        let document = format!("<document {username}/>").into();
+        Some(Arc::new(CachedEntry { entry, document }))
     }
 
     #[test]
@@ -124,10 +143,10 @@ mod tests {
         let cache = DirectoryCache::new(10);
         assert_eq!(cache.get("sya"), None);
         let t = cache.ticket();
-        cache.insert(t, "sya", Some(entry("sya", "alice")));
-        cache.insert(t, "syb", Some(entry("syb", "bob")));
+        cache.insert(t, "sya", entry("sya", "alice"));
+        cache.insert(t, "syb", entry("syb", "bob"));
         cache.insert(t, "alice", None);
-        assert_eq!(cache.get("sya"), Some(Some(entry("sya", "alice"))));
+        assert_eq!(cache.get("sya"), Some(entry("sya", "alice")));
         assert_eq!(cache.get("alice"), Some(None), "negative entry");
         cache.invalidate_user("Alice");
         assert_eq!(
@@ -135,7 +154,7 @@ mod tests {
             None,
             "negative entry under the id dropped"
         );
-        assert_eq!(cache.get("syb"), Some(Some(entry("syb", "bob"))));
+        assert_eq!(cache.get("syb"), Some(entry("syb", "bob")));
         cache.invalidate_user("alice");
         assert_eq!(cache.get("sya"), None);
         assert_eq!(cache.len(), 1);
@@ -146,7 +165,7 @@ mod tests {
         let cache = DirectoryCache::new(10);
         let before_write = cache.ticket();
         cache.invalidate_user("alice");
-        cache.insert(before_write, "sya", Some(entry("sya", "alice")));
+        cache.insert(before_write, "sya", entry("sya", "alice"));
         assert_eq!(cache.get("sya"), None);
     }
 

@@ -9,9 +9,12 @@
 //! Users are never listed (no enumeration through `network-list`). Known and unknown users cost
 //! the same: one cache hit, or one indexed query.
 
+use std::sync::{Arc, OnceLock};
+
+use axum::body::Bytes;
 use chrono::{DateTime, Utc};
 
-use super::cache::DirectoryCache;
+use super::cache::{CachedEntry, DirectoryCache};
 use super::form::{Form, FormError};
 use super::xml::{DirectoryUser, Document};
 use crate::config::SipConfig;
@@ -131,37 +134,58 @@ pub async fn answer(
     sip: &SipConfig,
     body: &[u8],
     now: DateTime<Utc>,
-) -> Result<String, AnswerError> {
+) -> Result<Bytes, AnswerError> {
     let form = match Form::parse(body) {
         Ok(form) => form,
         Err(e) => {
             tracing::debug!(error = %e, "malformed directory request");
-            return Ok(Document::NotFound.render()?);
+            return not_found();
         }
     };
     let username = match classify(&form, sip) {
         Lookup::NotFound(why) => {
             tracing::debug!(reason = why, "directory: not found");
-            return Ok(Document::NotFound.render()?);
+            return not_found();
         }
         Lookup::Domain => {
             return Ok(Document::Domain {
                 domain: &sip.domain,
             }
-            .render()?);
+            .render()?
+            .into());
         }
         Lookup::User { username } => username,
     };
-    let entry = match cache.get(&username) {
+    let cached = match cache.get(&username) {
         Some(hit) => hit,
         None => {
             let ticket = cache.ticket();
-            let entry = store.directory_entry(&username).await?;
-            cache.insert(ticket, &username, entry.clone());
-            entry
+            let cached = match store.directory_entry(&username).await? {
+                Some(entry) => Some(Arc::new(CachedEntry {
+                    document: user_element(sip, &entry).render()?.into(),
+                    entry,
+                })),
+                None => None,
+            };
+            cache.insert(ticket, &username, cached.clone());
+            cached
         }
     };
-    Ok(user_document(sip, entry.as_ref(), now).render()?)
+    // The same checks as `user_document` on every request; only the rendering is cached.
+    match cached {
+        Some(c) if usable_entry(sip, Some(&c.entry), now).is_some() => Ok(c.document.clone()),
+        _ => not_found(),
+    }
+}
+
+/// The "not found" document, rendered once (it never changes).
+fn not_found() -> Result<Bytes, AnswerError> {
+    static NOT_FOUND: OnceLock<Bytes> = OnceLock::new();
+    if let Some(text) = NOT_FOUND.get() {
+        return Ok(text.clone());
+    }
+    let text = Bytes::from(Document::NotFound.render()?);
+    Ok(NOT_FOUND.get_or_init(|| text).clone())
 }
 
 /// The answer to a [`Lookup::User`], given what the cache or store holds for that username
@@ -171,28 +195,46 @@ pub fn user_document<'a>(
     entry: Option<&'a DirectoryEntry>,
     now: DateTime<Utc>,
 ) -> Document<'a> {
+    match usable_entry(sip, entry, now) {
+        Some(entry) => user_element(sip, entry),
+        None => Document::NotFound,
+    }
+}
+
+/// `entry` when it may be answered at `now`: a well-formed hash, enabled, not expired, our
+/// realm. Pure: no IO, no clock.
+fn usable_entry<'a>(
+    sip: &SipConfig,
+    entry: Option<&'a DirectoryEntry>,
+    now: DateTime<Utc>,
+) -> Option<&'a DirectoryEntry> {
     match entry {
         // Fail closed: FreeSWITCH lets a user without any credential register with any
         // password, so a malformed hash is answered "not found" like an unknown user.
         Some(entry) if !is_md5_hex(&entry.a1_hash) => {
             tracing::error!(username = %entry.username, "directory: stored a1-hash is not 32 lowercase hex digits; refusing");
-            Document::NotFound
+            None
         }
         Some(entry) if entry.usable_at(now) && entry.realm.eq_ignore_ascii_case(&sip.domain) => {
-            Document::User {
-                domain: &sip.domain,
-                user: DirectoryUser {
-                    username: &entry.username,
-                    a1_hash: &entry.a1_hash,
-                    variables: variables(entry, sip),
-                },
-            }
+            Some(entry)
         }
         Some(entry) => {
             tracing::debug!(username = %entry.username, "directory: credential disabled, expired or of another realm");
-            Document::NotFound
+            None
         }
-        None => Document::NotFound,
+        None => None,
+    }
+}
+
+/// The user document for `entry`, whether or not it is usable (see [`usable_entry`]).
+fn user_element<'a>(sip: &'a SipConfig, entry: &'a DirectoryEntry) -> Document<'a> {
+    Document::User {
+        domain: &sip.domain,
+        user: DirectoryUser {
+            username: &entry.username,
+            a1_hash: &entry.a1_hash,
+            variables: variables(entry, sip),
+        },
     }
 }
 

@@ -37,33 +37,54 @@ pub enum FormError {
 }
 
 /// A parsed request: every field in order, values decoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// One buffer holds the body followed by the decoded values that needed decoding; fields are
+/// byte ranges into it (two allocations per request instead of two per field).
+#[derive(Clone)]
 pub struct Form {
-    fields: Vec<(String, String)>,
+    text: String,
+    fields: Vec<(Span, Span)>,
 }
+
+/// A byte range of the form's text, on `char` boundaries.
+type Span = std::ops::Range<usize>;
 
 impl Form {
     /// Parses a request body (see the module docs for the rules).
     pub fn parse(body: &[u8]) -> Result<Self, FormError> {
-        let text = std::str::from_utf8(body).map_err(|_| FormError::NotUtf8)?;
-        let mut fields = Vec::new();
-        for (index, pair) in text.split('&').enumerate() {
+        let body = std::str::from_utf8(body).map_err(|_| FormError::NotUtf8)?;
+        // Decoding never lengthens a value, so the decoded values fit without reallocating.
+        let mut text = Vec::with_capacity(2 * body.len());
+        text.extend_from_slice(body.as_bytes());
+        let mut fields = Vec::with_capacity(64);
+        let mut start = 0;
+        for (index, pair) in body.split('&').enumerate() {
+            let pair_start = start;
+            start += pair.len() + 1;
             if index >= MAX_FIELDS {
                 return Err(FormError::TooManyFields);
             }
             let (name, value) = pair.split_once('=').ok_or(FormError::NoEquals { index })?;
+            let name_span = pair_start..pair_start + name.len();
+            let value_span = name_span.end + 1..pair_start + pair.len();
             if let Some(&expected) = PRELUDE.get(index) {
                 if name != expected {
                     return Err(FormError::Prelude { index, expected });
                 }
-                fields.push((name.to_owned(), value.to_owned()));
+                fields.push((name_span, value_span));
                 continue;
             }
             if name.is_empty() {
                 return Err(FormError::EmptyName { index });
             }
-            let value = percent_decode(value).ok_or(FormError::BadEscape { index })?;
-            fields.push((name.to_owned(), value));
+            let value_span = if value.contains('%') {
+                let decoded_start = text.len();
+                percent_decode_into(value, &mut text).ok_or(FormError::BadEscape { index })?;
+                decoded_start..text.len()
+            } else {
+                value_span
+            };
+            fields.push((name_span, value_span));
         }
         if fields.len() < PRELUDE.len() {
             return Err(FormError::Prelude {
@@ -71,13 +92,15 @@ impl Form {
                 expected: PRELUDE[fields.len()],
             });
         }
-        Ok(Self { fields })
+        // The body and every decoded value are UTF-8, so this does not fail.
+        let text = String::from_utf8(text).map_err(|_| FormError::NotUtf8)?;
+        Ok(Self { text, fields })
     }
 
     /// The value of `name` when it appears exactly once; `Ok(None)` when absent. Fields the
     /// answer depends on go through here, so a repeated field cannot mean two things.
     pub fn get(&self, name: &str) -> Result<Option<&str>, FormError> {
-        let mut found = self.fields.iter().filter(|(n, _)| n == name);
+        let mut found = self.fields().filter(|&(n, _)| n == name);
         match (found.next(), found.next()) {
             (None, _) => Ok(None),
             (Some((_, v)), None) => Ok(Some(v)),
@@ -97,7 +120,9 @@ impl Form {
     /// only: answers read fields through [`Form::get`], which refuses repeated fields.
     #[doc(hidden)]
     pub fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.fields.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+        self.fields
+            .iter()
+            .map(|(n, v)| (&self.text[n.clone()], &self.text[v.clone()]))
     }
 
     pub fn len(&self) -> usize {
@@ -109,13 +134,28 @@ impl Form {
     }
 }
 
-/// `%XX` → byte; everything else as is. `None` for a bad escape or non-UTF-8 result.
-fn percent_decode(value: &str) -> Option<String> {
-    if !value.contains('%') {
-        return Some(value.to_owned());
+/// Two forms are equal when they have the same fields in the same order.
+impl PartialEq for Form {
+    fn eq(&self, other: &Self) -> bool {
+        self.fields().eq(other.fields())
     }
+}
+
+impl Eq for Form {}
+
+impl std::fmt::Debug for Form {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Form")
+            .field("fields", &self.fields().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// Appends `value` to `out` with `%XX` → byte, everything else as is. `None` for a bad escape
+/// or a non-UTF-8 result (`out` then holds a partial value; the caller gives up on the form).
+fn percent_decode_into(value: &str, out: &mut Vec<u8>) -> Option<()> {
+    let start = out.len();
     let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
         if b == b'%' {
@@ -128,7 +168,7 @@ fn percent_decode(value: &str) -> Option<String> {
             i += 1;
         }
     }
-    String::from_utf8(out).ok()
+    std::str::from_utf8(&out[start..]).ok().map(|_| ())
 }
 
 fn hex_value(c: u8) -> Option<u8> {

@@ -59,11 +59,13 @@ fn body_or_error(state: &AppState, body: Result<Bytes, BytesRejection>) -> Resul
     })
 }
 
-fn xml_response(answer: Result<String, AnswerError>) -> Result<Response, ApiError> {
-    let text = answer.map_err(|e| match e {
-        AnswerError::Store(e) => ApiError::Store(e),
-        AnswerError::Render(e) => ApiError::Unexpected(e.into()),
-    })?;
+fn xml_response(answer: Result<impl Into<Bytes>, AnswerError>) -> Result<Response, ApiError> {
+    let text: Bytes = answer
+        .map_err(|e| match e {
+            AnswerError::Store(e) => ApiError::Store(e),
+            AnswerError::Render(e) => ApiError::Unexpected(e.into()),
+        })?
+        .into();
     Ok((
         [(
             CONTENT_TYPE,
