@@ -53,7 +53,7 @@ pub fn needs_decode(value: &[u8]) -> bool {
 }
 
 /// The value of one hex digit, either case.
-pub(crate) fn hex_val(b: u8) -> Option<u8> {
+pub fn hex_val(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
         b'a'..=b'f' => Some(b - b'a' + 10),

@@ -159,8 +159,8 @@ fn percent_decode_into(value: &str, out: &mut Vec<u8>) -> Option<()> {
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
         if b == b'%' {
-            let hi = bytes.get(i + 1).and_then(|c| hex_value(*c))?;
-            let lo = bytes.get(i + 2).and_then(|c| hex_value(*c))?;
+            let hi = bytes.get(i + 1).and_then(|c| esl::urlencode::hex_val(*c))?;
+            let lo = bytes.get(i + 2).and_then(|c| esl::urlencode::hex_val(*c))?;
             out.push(hi << 4 | lo);
             i += 3;
         } else {
@@ -169,15 +169,6 @@ fn percent_decode_into(value: &str, out: &mut Vec<u8>) -> Option<()> {
         }
     }
     std::str::from_utf8(&out[start..]).ok().map(|_| ())
-}
-
-fn hex_value(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
