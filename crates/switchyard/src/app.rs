@@ -16,8 +16,11 @@ use tokio_util::task::TaskTracker;
 use crate::auth::{ApiKeys, NodeAccess};
 use crate::config::Config;
 use crate::coord::{Coord, CoordError};
+use crate::events::Bus;
 use crate::freeswitch::cache::DirectoryCache;
-use crate::nodes::Registry;
+use crate::live::{LiveStore, MemoryLive, RedisLive};
+use crate::metrics::Metrics;
+use crate::nodes::Pool;
 use crate::store::{Backend, Store, StoreError, StoreOptions};
 
 /// The service's shared state.
@@ -25,10 +28,15 @@ use crate::store::{Backend, Store, StoreError, StoreOptions};
 pub struct App {
     pub config: Config,
     pub store: Store,
-    /// Connection state and ESL clients of the FreeSWITCH nodes (filled by [`crate::nodes::start`]).
-    pub nodes: Registry,
+    /// The node pool: health, ESL clients and ownership (filled by [`crate::nodes::start`]).
+    pub nodes: Pool,
     /// Redis, when `redis.url` is configured.
     pub coord: Option<Coord>,
+    /// Live conferences and members: in process, or in Redis when configured.
+    pub live: LiveStore,
+    /// In-process announcements (live changes, placements, node health).
+    pub bus: Bus,
+    pub metrics: Metrics,
     /// Every long-lived background task is spawned here so shutdown can wait for it.
     pub tasks: TaskTracker,
     /// Cancelled when the service starts shutting down; tasks select on `cancelled()`.
@@ -42,7 +50,8 @@ pub struct App {
 }
 
 impl App {
-    /// Wraps already-built parts, with a fresh tracker and token.
+    /// Wraps already-built parts, with a fresh tracker and token, in-process live state and a
+    /// new replica id.
     pub fn new(config: Config, store: Store) -> Self {
         Self {
             api_keys: ApiKeys::from_config(&config.api),
@@ -54,8 +63,11 @@ impl App {
             }),
             config,
             store,
-            nodes: Registry::default(),
+            nodes: Pool::new(&new_replica_id(), true),
             coord: None,
+            live: LiveStore::Memory(MemoryLive::default()),
+            bus: Bus::default(),
+            metrics: Metrics::default(),
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
         }
@@ -70,13 +82,38 @@ impl App {
         };
         let store = Store::connect_with(config.database.url.expose_secret(), &options).await?;
         let coord = match &config.redis.url {
-            Some(url) => Some(Coord::connect(url.expose_secret()).await?),
+            Some(url) => Some(Coord::connect(url.expose_secret(), &config.redis.key_prefix).await?),
             None => None,
         };
         let mut app = Self::new(config, store);
-        app.coord = coord;
+        if let Some(coord) = coord {
+            app.with_coord(coord);
+        }
         Ok(app)
     }
+
+    /// Shares state through Redis: node leases decide which replica processes each node, and
+    /// live state lives in Redis.
+    pub fn with_coord(&mut self, coord: Coord) {
+        self.nodes = Pool::new(self.nodes.replica_id(), false);
+        self.live = LiveStore::Redis(RedisLive::new(coord.clone()));
+        self.coord = Some(coord);
+    }
+}
+
+/// `<hostname>-<8 hex digits>`: unique per process, readable in logs and Redis.
+fn new_replica_id() -> String {
+    use rand::Rng as _;
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| {
+            !h.is_empty()
+                && h.len() <= 64
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        })
+        .unwrap_or_else(|| "switchyard".to_owned());
+    format!("{host}-{:08x}", rand::rng().random::<u32>())
 }
 
 /// Why the service could not start.

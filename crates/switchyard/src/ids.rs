@@ -22,6 +22,16 @@ pub fn valid_user_id(id: &str) -> bool {
     }
 }
 
+/// The conference name charset, as written in API error messages.
+pub const CONFERENCE_NAME_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$";
+
+/// `^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`: conference names. They reach the dialplan
+/// (`conference <name>@<profile>`, where `@` would start the profile and `+` a PIN), `api`
+/// commands and Redis keys, so the user id charset is used for them too.
+pub fn valid_conference_name(name: &str) -> bool {
+    valid_user_id(name)
+}
+
 /// A host name or IPv4 address: `[A-Za-z0-9]` first and last, `[A-Za-z0-9.-]` between, at most
 /// 253 characters. (IPv6 literals are not SIP domains FreeSWITCH users register in.)
 pub fn valid_domain(domain: &str) -> bool {

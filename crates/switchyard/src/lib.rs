@@ -6,8 +6,11 @@
 //! - [`store`]: SQLite or PostgreSQL through sqlx; the only module with SQL.
 //! - [`http`]: the axum router; the only module that imports axum. Errors are
 //!   [`http::ApiError`] problem documents.
-//! - [`nodes`]: ESL supervision of the FreeSWITCH nodes.
-//! - [`coord`]: Redis, shared by replicas (optional).
+//! - [`nodes`]: the node pool: ESL supervision, health, placement, ownership, reconciliation.
+//! - [`live`]: live conferences and members (in process, or in Redis for several replicas).
+//! - [`coord`]: Redis, shared by replicas (optional): connection, key prefix, node leases.
+//! - [`events`]: the in-process bus of what happened.
+//! - [`metrics`]: Prometheus counters; gauges are computed at scrape time.
 //! - [`auth`]: API keys (`/v1`), node basic auth and allow-list (`/freeswitch`).
 //! - [`credentials`]: short-lived SIP credentials (generation, digest A1).
 //! - [`freeswitch`]: mod_xml_curl requests and the directory documents (no axum).
@@ -25,9 +28,12 @@ pub mod auth;
 pub mod config;
 pub mod coord;
 pub mod credentials;
+pub mod events;
 pub mod freeswitch;
 pub mod http;
 pub mod ids;
+pub mod live;
+pub mod metrics;
 pub mod nodes;
 pub mod startup;
 pub mod store;

@@ -30,6 +30,9 @@ use serde::{Deserialize, Serialize};
 
 pub use error::ConfigError;
 pub use validate::{Invalid, Violation};
+pub(crate) use validate::{
+    host_port as check_host_port, node_id as check_node_id, wss_url as check_wss_url,
+};
 
 /// The file read from the working directory when no path is given.
 pub const DEFAULT_CONFIG_FILE: &str = "switchyard.toml";
@@ -47,6 +50,7 @@ pub struct Config {
     pub redis: RedisConfig,
     pub log: LogConfig,
     pub esl: EslConfig,
+    pub pool: PoolConfig,
     /// The FreeSWITCH nodes to keep ESL connections to (`[[nodes]]` in TOML).
     pub nodes: Vec<NodeConfig>,
     pub api: ApiConfig,
@@ -91,6 +95,18 @@ pub enum Scope {
     /// `POST /v1/users/{id}/sip-credentials`.
     #[serde(rename = "credentials:issue")]
     CredentialsIssue,
+    /// `GET /v1/nodes`.
+    #[serde(rename = "nodes:read")]
+    NodesRead,
+    /// `POST /v1/nodes`, drain, undrain, `DELETE /v1/nodes/{id}`.
+    #[serde(rename = "nodes:write")]
+    NodesWrite,
+    /// `GET /v1/conferences/...`.
+    #[serde(rename = "conferences:read")]
+    ConferencesRead,
+    /// Placing and ending conferences.
+    #[serde(rename = "conferences:write")]
+    ConferencesWrite,
 }
 
 impl Scope {
@@ -99,6 +115,10 @@ impl Scope {
             Self::UsersRead => "users:read",
             Self::UsersWrite => "users:write",
             Self::CredentialsIssue => "credentials:issue",
+            Self::NodesRead => "nodes:read",
+            Self::NodesWrite => "nodes:write",
+            Self::ConferencesRead => "conferences:read",
+            Self::ConferencesWrite => "conferences:write",
         }
     }
 }
@@ -214,12 +234,91 @@ impl Default for DatabaseConfig {
     }
 }
 
-/// `[redis]`: optional until replicas share state.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+/// `[redis]`: what several replicas share. Unset: one replica with in-process state.
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
     #[serde(serialize_with = "secret::serialize_opt_url")]
     pub url: Option<SecretString>,
+    /// Prepended to every key, so several deployments can share one Redis.
+    pub key_prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            key_prefix: "switchyard:".to_owned(),
+        }
+    }
+}
+
+/// `[pool]`: node health, placement and ownership (see ARCHITECTURE.md for the rules).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolConfig {
+    /// No HEARTBEAT for this long makes a node `degraded` (FreeSWITCH sends one every 20 s).
+    pub heartbeat_late_secs: u64,
+    /// How often each node is probed with `api status`.
+    pub probe_interval_secs: u64,
+    /// A probe slower than this makes a node `degraded`.
+    pub esl_slow_ms: u64,
+    /// How long a node may be `down` before its conferences are ended (reason `node_down`).
+    pub node_down_grace_secs: u64,
+    /// A placement nobody is in for this long is ended (reason `idle_timeout`).
+    pub idle_timeout_secs: u64,
+    /// Nodes whose last HEARTBEAT reported less idle CPU (percent) get no new conferences.
+    pub min_idle_cpu: f64,
+    /// How often each replica re-reads the node list (nodes added, drained or removed elsewhere).
+    pub sync_interval_secs: u64,
+    /// Lifetime of a node lease in Redis; renewed every third of it. A dead replica's nodes
+    /// are taken over within about this long.
+    pub lease_ttl_secs: u64,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_late_secs: 30,
+            probe_interval_secs: 10,
+            esl_slow_ms: 1000,
+            node_down_grace_secs: 5,
+            idle_timeout_secs: 600,
+            min_idle_cpu: 5.0,
+            sync_interval_secs: 2,
+            lease_ttl_secs: 6,
+        }
+    }
+}
+
+impl PoolConfig {
+    pub fn heartbeat_late(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_late_secs)
+    }
+
+    pub fn probe_interval(&self) -> Duration {
+        Duration::from_secs(self.probe_interval_secs)
+    }
+
+    pub fn esl_slow(&self) -> Duration {
+        Duration::from_millis(self.esl_slow_ms)
+    }
+
+    pub fn node_down_grace(&self) -> Duration {
+        Duration::from_secs(self.node_down_grace_secs)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    pub fn sync_interval(&self) -> Duration {
+        Duration::from_secs(self.sync_interval_secs)
+    }
+
+    pub fn lease_ttl(&self) -> Duration {
+        Duration::from_secs(self.lease_ttl_secs)
+    }
 }
 
 /// `[log]`: where tracing output goes and how much of it.

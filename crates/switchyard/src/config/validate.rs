@@ -68,6 +68,26 @@ pub(super) fn validate(config: &Config) -> Result<(), Invalid> {
     if let Some(url) = &config.redis.url {
         c.check("redis.url", redis_url(url.expose_secret()));
     }
+    c.check("redis.key_prefix", key_prefix(&config.redis.key_prefix));
+
+    let pool = &config.pool;
+    c.positive("pool.heartbeat_late_secs", pool.heartbeat_late_secs);
+    c.positive("pool.probe_interval_secs", pool.probe_interval_secs);
+    c.positive("pool.esl_slow_ms", pool.esl_slow_ms);
+    c.positive("pool.idle_timeout_secs", pool.idle_timeout_secs);
+    c.positive("pool.sync_interval_secs", pool.sync_interval_secs);
+    if pool.lease_ttl_secs < 2 {
+        c.check(
+            "pool.lease_ttl_secs",
+            Err("must be at least 2 (it is renewed every third of it)".to_owned()),
+        );
+    }
+    if !(0.0..=100.0).contains(&pool.min_idle_cpu) {
+        c.check(
+            "pool.min_idle_cpu",
+            Err("must be a percentage between 0 and 100".to_owned()),
+        );
+    }
 
     c.check("log.filter", log_filter(&config.log.filter));
 
@@ -207,8 +227,21 @@ fn nonzero(value: u64) -> Result<(), String> {
     }
 }
 
+/// Printable ASCII without spaces or braces, at most 64 characters (may be empty).
+fn key_prefix(prefix: &str) -> Result<(), String> {
+    if prefix.len() <= 64
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '{' && c != '}')
+    {
+        Ok(())
+    } else {
+        Err("must be at most 64 printable ASCII characters without spaces or braces".to_owned())
+    }
+}
+
 /// `[a-z0-9][a-z0-9_-]{0,62}`: safe in logs, metric labels, Redis keys and URLs.
-fn node_id(id: &str) -> Result<(), String> {
+pub(crate) fn node_id(id: &str) -> Result<(), String> {
     let mut chars = id.chars();
     let valid = id.len() <= 63
         && chars
@@ -226,7 +259,7 @@ fn node_id(id: &str) -> Result<(), String> {
 }
 
 /// `host:port` or `[v6]:port`, where host is an IP or a DNS name.
-fn host_port(addr: &str, allow_port_zero: bool) -> Result<(), String> {
+pub(crate) fn host_port(addr: &str, allow_port_zero: bool) -> Result<(), String> {
     let port = if let Ok(sa) = addr.parse::<SocketAddr>() {
         sa.port()
     } else {
@@ -287,7 +320,7 @@ fn log_filter(filter: &str) -> Result<(), String> {
         .map_err(|e| format!("{filter:?} is not a valid tracing filter: {e}"))
 }
 
-fn wss_url(url: &str) -> Result<(), String> {
+pub(crate) fn wss_url(url: &str) -> Result<(), String> {
     let rest = url
         .strip_prefix("wss://")
         .or_else(|| url.strip_prefix("ws://"));

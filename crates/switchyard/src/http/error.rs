@@ -52,9 +52,44 @@ pub enum ApiError {
     /// The user id is already the SIP username of another user's credential.
     #[error("the user id is already the SIP username of another user's credential")]
     CredentialConflict,
+    #[error("no node with this id")]
+    NodeNotFound,
+    #[error("a node with this id exists already")]
+    NodeExists,
+    #[error(
+        "the node carries {conferences} live conference(s) and {members} member(s); drain it and wait, or pass force=true"
+    )]
+    NodeNotEmpty { conferences: u32, members: u32 },
+    #[error("the node is configured in the config file of this replica; remove it there")]
+    NodeInConfig,
+    /// Placement found no node; each node's reason goes into `rejections`.
+    #[error(transparent)]
+    NoNodeAvailable(crate::nodes::PlaceError),
+    #[error("no conference with this name is live")]
+    ConferenceNotFound,
+    #[error("invalid conference name {0:?}: it must match {pattern}", pattern = crate::ids::CONFERENCE_NAME_PATTERN)]
+    InvalidConferenceName(String),
+    /// The live state (Redis) did not answer.
+    #[error("live state is unavailable: {0}")]
+    LiveUnavailable(String),
     /// Anything unexpected; the cause is logged, the client only sees `internal`.
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
+}
+
+impl From<crate::nodes::PlaceError> for ApiError {
+    fn from(e: crate::nodes::PlaceError) -> Self {
+        match e {
+            crate::nodes::PlaceError::Store(e) => Self::Store(e),
+            other => Self::NoNodeAvailable(other),
+        }
+    }
+}
+
+impl From<crate::live::LiveError> for ApiError {
+    fn from(e: crate::live::LiveError) -> Self {
+        Self::LiveUnavailable(e.to_string())
+    }
 }
 
 impl ApiError {
@@ -72,6 +107,12 @@ impl ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UserNotFound => StatusCode::NOT_FOUND,
             Self::UserDisabled | Self::CredentialConflict => StatusCode::CONFLICT,
+            Self::NodeNotFound | Self::ConferenceNotFound => StatusCode::NOT_FOUND,
+            Self::NodeExists | Self::NodeNotEmpty { .. } | Self::NodeInConfig => {
+                StatusCode::CONFLICT
+            }
+            Self::NoNodeAvailable(_) | Self::LiveUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::InvalidConferenceName(_) => StatusCode::BAD_REQUEST,
             Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -92,8 +133,40 @@ impl ApiError {
             Self::UserNotFound => "user_not_found",
             Self::UserDisabled => "user_disabled",
             Self::CredentialConflict => "credential_conflict",
+            Self::NodeNotFound => "node_not_found",
+            Self::NodeExists => "node_exists",
+            Self::NodeNotEmpty { .. } => "node_not_empty",
+            Self::NodeInConfig => "node_in_config",
+            Self::NoNodeAvailable(crate::nodes::PlaceError::NodeUnavailable { .. }) => {
+                "conference_node_unavailable"
+            }
+            Self::NoNodeAvailable(_) => "no_node_available",
+            Self::ConferenceNotFound => "conference_not_found",
+            Self::InvalidConferenceName(_) => "invalid_conference_name",
+            Self::LiveUnavailable(_) => "live_state_unavailable",
             Self::Unexpected(_) => "internal",
         }
+    }
+
+    fn extensions(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut map = serde_json::Map::new();
+        match self {
+            Self::NoNodeAvailable(crate::nodes::PlaceError::NoNode(rejections)) => {
+                map.insert(
+                    "rejections".to_owned(),
+                    serde_json::to_value(rejections).unwrap_or_default(),
+                );
+            }
+            Self::NodeNotEmpty {
+                conferences,
+                members,
+            } => {
+                map.insert("conferences".to_owned(), (*conferences).into());
+                map.insert("members".to_owned(), (*members).into());
+            }
+            _ => {}
+        }
+        map
     }
 
     fn detail(&self) -> String {
@@ -113,6 +186,10 @@ pub struct Problem {
     pub status: u16,
     pub code: String,
     pub detail: String,
+    /// Extension members of some codes (`rejections` of `no_node_available`, the counts of
+    /// `node_not_empty`).
+    #[serde(flatten, default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 impl IntoResponse for ApiError {
@@ -127,6 +204,7 @@ impl IntoResponse for ApiError {
             status: status.as_u16(),
             code: self.code().to_owned(),
             detail: self.detail(),
+            extensions: self.extensions(),
         };
         let challenge = match self {
             Self::Unauthorized => Some("Bearer"),

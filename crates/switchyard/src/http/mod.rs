@@ -5,12 +5,17 @@
 //! `code`, including unknown routes, wrong methods and requests cut off by the timeout layer.
 //!
 //! - `users`: `/v1/users/...`, behind [`ApiPrincipal`] (API key + scope per handler).
+//! - `nodes`: `/v1/nodes/...`, the node pool; `conferences`: `/v1/conferences/{name}`, placement.
+//! - `metrics`: `/metrics`, Prometheus text; `health`: `/healthz`, `/readyz`.
 //! - `freeswitch`: `/freeswitch/{directory,dialplan}` for mod_xml_curl, behind the node guard (allow-list +
 //!   basic auth); answers are XML documents, errors are still problem documents.
 
+mod conferences;
 mod error;
 mod freeswitch;
 mod health;
+mod metrics;
+mod nodes;
 mod users;
 
 use axum::Router;
@@ -22,7 +27,9 @@ use tower::ServiceBuilder;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+pub use conferences::{ConferenceBody, NodeRef, PROFILES};
 pub use error::{ApiError, Problem};
+pub use nodes::{NodeBody, NodeList};
 pub use users::{ApiPrincipal, LongLivedBody, SipCredentialBody, UserBody};
 
 use crate::app::AppState;
@@ -51,6 +58,14 @@ pub fn router(state: AppState) -> Router {
             "/v1/users/{user_id}/long-lived-sip-credential",
             put(users::put_long_lived_credential).delete(users::delete_long_lived_credential),
         )
+        .route("/v1/nodes", get(nodes::list).post(nodes::add))
+        .route("/v1/nodes/{node_id}", get(nodes::get).delete(nodes::remove))
+        .route("/v1/nodes/{node_id}/drain", post(nodes::drain))
+        .route("/v1/nodes/{node_id}/undrain", post(nodes::undrain))
+        .route(
+            "/v1/conferences/{name}",
+            put(conferences::put).get(conferences::get),
+        )
         .layer(DefaultBodyLimit::max(V1_BODY_LIMIT));
     let nodes = Router::new()
         .route("/freeswitch/directory", post(freeswitch::directory))
@@ -62,6 +77,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::metrics))
         .merge(v1)
         .merge(nodes)
         .fallback(error::not_found)

@@ -306,12 +306,14 @@ pub(super) async fn delete_long_lived_credential(
     }
 }
 
+/// The WebSocket URLs of the nodes in the pool (draining ones included: members of their
+/// conferences still register there).
 fn ws_servers(state: &AppState) -> Vec<String> {
     state
-        .config
         .nodes
-        .iter()
-        .map(|n| n.wss_url.clone())
+        .records()
+        .into_iter()
+        .map(|n| n.wss_url)
         .collect()
 }
 

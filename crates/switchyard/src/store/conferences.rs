@@ -5,7 +5,11 @@
 //! conferences and participant limits come with the conference issue, which fills in
 //! [`Store::conference_admission`] without changing its signature.
 
-use super::{Store, StoreError};
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+
+use super::{Store, StoreError, now};
 
 /// The dialplan's verdict for one caller and conference.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,4 +54,339 @@ impl Store {
             None => Admission::Unknown,
         })
     }
+}
+
+/// Why a conference ended (stored in `conferences.end_reason`, shown in history and events).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// Ended through the API.
+    Ended,
+    /// Nobody was on it for `pool.idle_timeout_secs`.
+    IdleTimeout,
+    /// Its node was down for longer than `pool.node_down_grace_secs`.
+    NodeDown,
+    /// Its node restarted (new start time): FreeSWITCH lost it.
+    NodeRestarted,
+    /// Its node was removed from the pool with `force`.
+    NodeRemoved,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ended => "ended",
+            Self::IdleTimeout => "idle_timeout",
+            Self::NodeDown => "node_down",
+            Self::NodeRestarted => "node_restarted",
+            Self::NodeRemoved => "node_removed",
+        }
+    }
+}
+
+/// How a conference came to be on its node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// Switchyard chose the node.
+    Placed,
+    /// Found running on a node (started outside Switchyard) and taken over by reconciliation.
+    Adopted,
+}
+
+impl Origin {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Placed => "placed",
+            Self::Adopted => "adopted",
+        }
+    }
+}
+
+/// One placement of a conference, live (`ended_at` is `None`) or past.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ConferenceRecord {
+    pub id: String,
+    pub name: String,
+    pub node_id: String,
+    pub profile: String,
+    pub labels: BTreeMap<String, String>,
+    pub origin: String,
+    pub created_at: DateTime<Utc>,
+    pub idle_since: Option<DateTime<Utc>>,
+    pub peak_members: u32,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub end_reason: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ConferenceRow {
+    id: String,
+    name: String,
+    node_id: String,
+    profile: String,
+    labels: String,
+    origin: String,
+    created_at: DateTime<Utc>,
+    idle_since: Option<DateTime<Utc>>,
+    peak_members: i64,
+    ended_at: Option<DateTime<Utc>>,
+    end_reason: Option<String>,
+}
+
+impl From<ConferenceRow> for ConferenceRecord {
+    fn from(r: ConferenceRow) -> Self {
+        ConferenceRecord {
+            id: r.id,
+            name: r.name,
+            node_id: r.node_id,
+            profile: r.profile,
+            labels: serde_json::from_str(&r.labels).unwrap_or_default(),
+            origin: r.origin,
+            created_at: r.created_at,
+            idle_since: r.idle_since,
+            peak_members: u32::try_from(r.peak_members.max(0)).unwrap_or(u32::MAX),
+            ended_at: r.ended_at,
+            end_reason: r.end_reason,
+        }
+    }
+}
+
+const CONFERENCE_COLUMNS: &str = "id, name, node_id, profile, labels, origin, created_at, \
+                                  idle_since, peak_members, ended_at, end_reason";
+
+/// A placement to record.
+#[derive(Debug, Clone)]
+pub struct NewConference {
+    pub name: String,
+    pub node_id: String,
+    pub profile: String,
+    pub labels: BTreeMap<String, String>,
+    pub origin: Origin,
+}
+
+/// The outcome of [`Store::claim_conference`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// Our row is now the live placement.
+    Claimed(ConferenceRecord),
+    /// Another placement of the same name was live already (placed by another request or
+    /// replica); nothing was written.
+    Existing(ConferenceRecord),
+}
+
+/// Live conferences of one node, for placement's load figures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeConferenceCounts {
+    /// Live placements.
+    pub live: u32,
+    /// Of those, placements with nobody on the node yet (or any more).
+    pub idle: u32,
+}
+
+impl Store {
+    /// Records `new` as the live placement of its name, unless one exists: the unique index on
+    /// live names makes this the atomic claim shared by every replica.
+    pub async fn claim_conference(&self, new: &NewConference) -> Result<Claim, StoreError> {
+        let sql = format!(
+            "INSERT INTO conferences (id, name, node_id, profile, labels, origin, created_at, \
+             idle_since, peak_members) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, 0) \
+             RETURNING {CONFERENCE_COLUMNS}"
+        );
+        let id = new_conference_id();
+        let labels = serde_json::to_string(&new.labels).unwrap_or_else(|_| "{}".to_owned());
+        let now = now();
+        let inserted: Result<ConferenceRow, sqlx::Error> = match self {
+            Self::Sqlite(pool) => {
+                sqlx::query_as(&sql)
+                    .bind(&id)
+                    .bind(&new.name)
+                    .bind(&new.node_id)
+                    .bind(&new.profile)
+                    .bind(&labels)
+                    .bind(new.origin.as_str())
+                    .bind(now)
+                    .fetch_one(pool)
+                    .await
+            }
+            Self::Postgres(pool) => {
+                sqlx::query_as(&sql)
+                    .bind(&id)
+                    .bind(&new.name)
+                    .bind(&new.node_id)
+                    .bind(&new.profile)
+                    .bind(&labels)
+                    .bind(new.origin.as_str())
+                    .bind(now)
+                    .fetch_one(pool)
+                    .await
+            }
+        };
+        match inserted {
+            Ok(row) => Ok(Claim::Claimed(row.into())),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                match self.live_conference(&new.name).await? {
+                    Some(existing) => Ok(Claim::Existing(existing)),
+                    // Ended between our insert and this read: the name is free again.
+                    None => Box::pin(self.claim_conference(new)).await,
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The live placement of `name`, if any.
+    pub async fn live_conference(
+        &self,
+        name: &str,
+    ) -> Result<Option<ConferenceRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {CONFERENCE_COLUMNS} FROM conferences WHERE name = $1 AND ended_at IS NULL"
+        );
+        let row: Option<ConferenceRow> = match self {
+            Self::Sqlite(pool) => sqlx::query_as(&sql).bind(name).fetch_optional(pool).await?,
+            Self::Postgres(pool) => sqlx::query_as(&sql).bind(name).fetch_optional(pool).await?,
+        };
+        Ok(row.map(Into::into))
+    }
+
+    /// Live placements on `node_id`, oldest first.
+    pub async fn live_conferences_on(
+        &self,
+        node_id: &str,
+    ) -> Result<Vec<ConferenceRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {CONFERENCE_COLUMNS} FROM conferences \
+             WHERE node_id = $1 AND ended_at IS NULL ORDER BY created_at, id"
+        );
+        let rows: Vec<ConferenceRow> = match self {
+            Self::Sqlite(pool) => sqlx::query_as(&sql).bind(node_id).fetch_all(pool).await?,
+            Self::Postgres(pool) => sqlx::query_as(&sql).bind(node_id).fetch_all(pool).await?,
+        };
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    /// Live and idle placement counts of every node that has any.
+    pub async fn live_conference_counts(
+        &self,
+    ) -> Result<HashMap<String, NodeConferenceCounts>, StoreError> {
+        const SQL: &str = "SELECT node_id, COUNT(*), \
+             SUM(CASE WHEN idle_since IS NULL THEN 0 ELSE 1 END) \
+             FROM conferences WHERE ended_at IS NULL GROUP BY node_id";
+        let rows: Vec<(String, i64, i64)> = match self {
+            Self::Sqlite(pool) => sqlx::query_as(SQL).fetch_all(pool).await?,
+            Self::Postgres(pool) => sqlx::query_as(SQL).fetch_all(pool).await?,
+        };
+        let clamp = |n: i64| u32::try_from(n.max(0)).unwrap_or(u32::MAX);
+        Ok(rows
+            .into_iter()
+            .map(|(node, live, idle)| {
+                let counts = NodeConferenceCounts {
+                    live: clamp(live),
+                    idle: clamp(idle),
+                };
+                (node, counts)
+            })
+            .collect())
+    }
+
+    /// Ends the live placement `id` (no-op if it already ended). `true` if this call ended it.
+    pub async fn end_conference(&self, id: &str, reason: EndReason) -> Result<bool, StoreError> {
+        const SQL: &str = "UPDATE conferences SET ended_at = $2, end_reason = $3 \
+                           WHERE id = $1 AND ended_at IS NULL";
+        let now = now();
+        let affected = match self {
+            Self::Sqlite(pool) => sqlx::query(SQL)
+                .bind(id)
+                .bind(now)
+                .bind(reason.as_str())
+                .execute(pool)
+                .await?
+                .rows_affected(),
+            Self::Postgres(pool) => sqlx::query(SQL)
+                .bind(id)
+                .bind(now)
+                .bind(reason.as_str())
+                .execute(pool)
+                .await?
+                .rows_affected(),
+        };
+        Ok(affected > 0)
+    }
+
+    /// Marks the live placement of `name` on `node_id` busy (`members > 0`: clears
+    /// `idle_since`, raises `peak_members`) or idle (sets `idle_since` if unset).
+    pub async fn set_conference_occupancy(
+        &self,
+        name: &str,
+        node_id: &str,
+        members: u32,
+    ) -> Result<(), StoreError> {
+        const BUSY_SQLITE: &str = "UPDATE conferences SET idle_since = NULL, \
+             peak_members = MAX(peak_members, $3) \
+             WHERE name = $1 AND node_id = $2 AND ended_at IS NULL";
+        const BUSY_POSTGRES: &str = "UPDATE conferences SET idle_since = NULL, \
+             peak_members = GREATEST(peak_members, $3) \
+             WHERE name = $1 AND node_id = $2 AND ended_at IS NULL";
+        const IDLE: &str = "UPDATE conferences SET idle_since = COALESCE(idle_since, $3) \
+             WHERE name = $1 AND node_id = $2 AND ended_at IS NULL";
+        let members = i64::from(members);
+        let now = now();
+        match self {
+            Self::Sqlite(pool) => {
+                let q = if members > 0 {
+                    sqlx::query(BUSY_SQLITE)
+                        .bind(name)
+                        .bind(node_id)
+                        .bind(members)
+                } else {
+                    sqlx::query(IDLE).bind(name).bind(node_id).bind(now)
+                };
+                q.execute(pool).await?;
+            }
+            Self::Postgres(pool) => {
+                let q = if members > 0 {
+                    sqlx::query(BUSY_POSTGRES)
+                        .bind(name)
+                        .bind(node_id)
+                        .bind(members)
+                } else {
+                    sqlx::query(IDLE).bind(name).bind(node_id).bind(now)
+                };
+                q.execute(pool).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the placements on `node_id` idle since before `before`; returns them.
+    pub async fn end_idle_conferences(
+        &self,
+        node_id: &str,
+        before: DateTime<Utc>,
+    ) -> Result<Vec<ConferenceRecord>, StoreError> {
+        let stale: Vec<ConferenceRecord> = self
+            .live_conferences_on(node_id)
+            .await?
+            .into_iter()
+            .filter(|c| c.idle_since.is_some_and(|t| t < before))
+            .collect();
+        let mut ended = Vec::with_capacity(stale.len());
+        for conference in stale {
+            if self
+                .end_conference(&conference.id, EndReason::IdleTimeout)
+                .await?
+            {
+                ended.push(conference);
+            }
+        }
+        Ok(ended)
+    }
+}
+
+/// A random, URL-safe conference placement id (`cf_` + 20 hex digits).
+fn new_conference_id() -> String {
+    use rand::Rng as _;
+    let bits: u128 = rand::rng().random();
+    format!("cf_{:020x}", bits >> 48)
 }

@@ -12,6 +12,7 @@
 
 mod conferences;
 mod credentials;
+mod nodes;
 mod users;
 
 use std::str::FromStr;
@@ -24,8 +25,11 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-pub use conferences::Admission;
+pub use conferences::{
+    Admission, Claim, ConferenceRecord, EndReason, NewConference, NodeConferenceCounts, Origin,
+};
 pub use credentials::{DirectoryEntry, NewSipCredential};
+pub use nodes::{NodeRecord, NodeSource, NodeSpec};
 pub use users::{UpsertUser, User};
 
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");

@@ -6,7 +6,7 @@ use std::time::Duration;
 use fsim::{NodeConfig as SimConfig, SimNode};
 use secrecy::SecretString;
 use switchyard::config::NodeConfig;
-use switchyard::nodes::{ConnectionState, NodeStatus, Registry};
+use switchyard::nodes::{NodeState, NodeStatus, Pool};
 use switchyard::{App, Config};
 use tokio::net::TcpListener;
 
@@ -38,7 +38,7 @@ fn with_nodes(config: &mut Config, nodes: Vec<NodeConfig>) {
 }
 
 /// Waits until `pred` holds for node `id`, or fails with the last status seen.
-async fn wait_for(registry: &Registry, id: &str, what: &str, pred: impl Fn(&NodeStatus) -> bool) {
+async fn wait_for(registry: &Pool, id: &str, what: &str, pred: impl Fn(&NodeStatus) -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let status = registry.status(id);
@@ -71,7 +71,7 @@ async fn connects_to_every_node_and_records_heartbeats() {
 
     for (id, sim) in [("a", &a), ("b", &b)] {
         wait_for(&registry, id, "a heartbeat", |s| {
-            s.state == ConnectionState::Up
+            s.state == NodeState::Up
                 && s.last_heartbeat
                     .as_ref()
                     .is_some_and(|h| h.core_uuid.as_deref() == Some(sim.core_uuid().as_str()))
@@ -112,21 +112,18 @@ async fn connects_to_every_node_and_records_heartbeats() {
     // Dropped connections are re-established.
     a.drop_esl_connections();
     wait_for(&registry, "a", "a reconnect", |s| {
-        s.connections >= 2 && s.state == ConnectionState::Up
+        s.connections >= 2 && s.state == NodeState::Up
     })
     .await;
 
     // A frozen node (TCP open, silent) is detected as dead and reconnected once it thaws.
     b.freeze();
     wait_for(&registry, "b", "dead-peer detection", |s| {
-        s.state == ConnectionState::Down
+        s.state == NodeState::Down
     })
     .await;
     b.unfreeze();
-    wait_for(&registry, "b", "recovery", |s| {
-        s.state == ConnectionState::Up
-    })
-    .await;
+    wait_for(&registry, "b", "recovery", |s| s.state == NodeState::Up).await;
 
     // A restarted node (new Core-UUID) is reconnected and its new identity seen.
     a.restart().await;
@@ -146,7 +143,7 @@ async fn connects_to_every_node_and_records_heartbeats() {
     for id in ["a", "b"] {
         assert_eq!(
             registry.status(id).map(|s| s.state),
-            Some(ConnectionState::Stopped)
+            Some(NodeState::Stopped)
         );
     }
 }
@@ -180,10 +177,7 @@ async fn an_unreachable_node_does_not_stop_the_service() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let state = registry.status("gone").map(|s| s.state);
     assert!(
-        matches!(
-            state,
-            Some(ConnectionState::Connecting | ConnectionState::Down)
-        ),
+        matches!(state, Some(NodeState::Connecting | NodeState::Down)),
         "{state:?}"
     );
     let api = registry.client("gone").expect("client").api("status").await;

@@ -120,10 +120,12 @@ async fn schema_matches_across_backends() {
     for db in test_dbs().await {
         let store = &db.store;
         for select in [
-            "SELECT id, esl_addr, wss_url, capacity, labels, draining, created_at FROM nodes",
+            "SELECT id, esl_addr, esl_password, wss_url, capacity, labels, draining, source, \
+             started_at, core_uuid, created_at FROM nodes",
             "SELECT id, display_name, enabled, created_at, updated_at FROM users",
             "SELECT name, user_id, caller_id, message, profile, created_at FROM invitations",
-            "SELECT name, node_id, profile, created_at, ended_at, end_reason FROM conferences",
+            "SELECT id, name, node_id, profile, labels, origin, created_at, idle_since, \
+             peak_members, ended_at, end_reason FROM conferences",
         ] {
             execute(store, select).await;
         }
