@@ -61,6 +61,14 @@ fn dispatch(tx: &mut Tx<'_>, cmd: &str, args: &str) -> Option<String> {
         "hupall" => hupall(tx, args),
         "originate" => originate(tx, args),
         "eval" => args.to_owned(),
+        // mod_commands writes the value with no newline ("" when unset, which the ESL layer
+        // turns into `-ERR no reply`). Not captured: read from FreeSWITCH's source
+        // (switch_core.c sets `core_uuid` at start). fsim knows the variables Switchyard reads.
+        "global_getvar" => match args.trim() {
+            "core_uuid" => tx.st.core_uuid.clone(),
+            "hostname" | "switchname" => tx.cfg.name.clone(),
+            _ => String::new(),
+        },
         _ => return None,
     })
 }

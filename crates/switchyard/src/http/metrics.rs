@@ -1,4 +1,5 @@
-//! `GET /metrics`: Prometheus text exposition (see `crate::metrics` for the list).
+//! `GET /metrics`: OpenMetrics text, which Prometheus scrapes (see `crate::metrics` for the
+//! list).
 //!
 //! Unauthenticated, like `/healthz`: it carries node ids and load figures, no secrets and no
 //! user data. Keep the port off the public internet (the operator guide says how).
@@ -129,7 +130,7 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Result<impl IntoRe
     Ok((
         [(
             header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         text,
     ))

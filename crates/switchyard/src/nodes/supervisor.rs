@@ -10,8 +10,9 @@
 //! - **While this replica owns the node**: `conference::maintenance` events → [`NodeLive`] →
 //!   changes written to the live store (fenced by the lease) → placements' occupancy in the
 //!   database → announcements on the bus. After every (re)connect, and after taking the node
-//!   over, a reconciliation reads the node back: a start time that moved means the node
-//!   restarted (its conferences end with `node_restarted`), members and conferences that are
+//!   over, a reconciliation reads the node back: a new Core-UUID (or, when the node does not
+//!   tell it, a start time that moved) means the node restarted (its conferences end with
+//!   `node_restarted`), members and conferences that are
 //!   gone leave with `reconciled`, ones found are adopted. Down for longer than
 //!   `pool.node_down_grace_secs`: its conferences end with `node_down`. Placements idle for
 //!   `pool.idle_timeout_secs` end with `idle_timeout`.
@@ -123,6 +124,8 @@ pub(super) fn spawn(ctx: &Arc<Ctx>, record: NodeRecord) {
 
 /// What a reconciliation reads from the node.
 struct Fetched {
+    /// `global_getvar core_uuid`: new at every start of FreeSWITCH.
+    core_uuid: Option<String>,
     uptime: Duration,
     read_at: DateTime<Utc>,
     conferences: Vec<ConferenceSnapshot>,
@@ -438,10 +441,18 @@ impl Supervisor {
                 return;
             }
         };
-        let restarted = record
-            .as_ref()
-            .and_then(|r| r.started_at)
-            .is_some_and(|previous| (started_at - previous).abs() > RESTART_TOLERANCE);
+        // The Core-UUID decides when both are known (it does not depend on clocks); the start
+        // time only when the node does not tell its Core-UUID.
+        let restarted = match (
+            record.as_ref().and_then(|r| r.core_uuid.as_deref()),
+            fetched.core_uuid.as_deref(),
+        ) {
+            (Some(previous), Some(current)) => previous != current,
+            _ => record
+                .as_ref()
+                .and_then(|r| r.started_at)
+                .is_some_and(|previous| (started_at - previous).abs() > RESTART_TOLERANCE),
+        };
         if restarted {
             tracing::warn!(
                 node = %self.id,
@@ -451,16 +462,10 @@ impl Supervisor {
             self.end_everything(LeaveReason::NodeRestarted, EndReason::NodeRestarted)
                 .await;
         }
-        let core_uuid = self
-            .ctx
-            .pool
-            .status(&self.id)
-            .and_then(|s| s.last_heartbeat)
-            .and_then(|h| h.core_uuid);
         if let Err(e) = self
             .ctx
             .store
-            .record_node_start(&self.id, started_at, core_uuid.as_deref())
+            .record_node_start(&self.id, started_at, fetched.core_uuid.as_deref())
             .await
         {
             tracing::warn!(node = %self.id, error = %e, "cannot record node start time");
@@ -692,7 +697,8 @@ impl Supervisor {
     }
 }
 
-/// Reads the node back: `status` (uptime) and `conference json_list`.
+/// Reads the node back: `global_getvar core_uuid`, `status` (uptime) and
+/// `conference json_list`.
 async fn fetch(client: EslClient) -> Result<Fetched, String> {
     let api = |command: &'static str| {
         let client = client.clone();
@@ -706,12 +712,18 @@ async fn fetch(client: EslClient) -> Result<Fetched, String> {
             }
         }
     };
+    let core_uuid = api("global_getvar core_uuid").await?.trim().to_owned();
+    // A UUID, or nothing (`-ERR no reply` when unset): never an error text taken for one.
+    let core_uuid = (core_uuid.len() == 36
+        && core_uuid.chars().all(|c| c.is_ascii_hexdigit() || c == '-'))
+    .then_some(core_uuid);
     let status = api("status").await?;
     let read_at = Utc::now();
     let uptime = snapshot::parse_status_uptime(&status).map_err(|e| e.to_string())?;
     let list = api("conference json_list").await?;
     let conferences = snapshot::parse_json_list(&list).map_err(|e| e.to_string())?;
     Ok(Fetched {
+        core_uuid,
         uptime,
         read_at,
         conferences,

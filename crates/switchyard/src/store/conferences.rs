@@ -129,7 +129,7 @@ struct ConferenceRow {
     origin: String,
     created_at: DateTime<Utc>,
     idle_since: Option<DateTime<Utc>>,
-    peak_members: i64,
+    peak_members: i32,
     ended_at: Option<DateTime<Utc>>,
     end_reason: Option<String>,
 }
@@ -330,7 +330,7 @@ impl Store {
              WHERE name = $1 AND node_id = $2 AND ended_at IS NULL";
         const IDLE: &str = "UPDATE conferences SET idle_since = COALESCE(idle_since, $3) \
              WHERE name = $1 AND node_id = $2 AND ended_at IS NULL";
-        let members = i64::from(members);
+        let members = i32::try_from(members).unwrap_or(i32::MAX);
         let now = now();
         match self {
             Self::Sqlite(pool) => {

@@ -72,7 +72,7 @@ struct Row {
     esl_addr: String,
     esl_password: String,
     wss_url: String,
-    capacity: i64,
+    capacity: i32,
     labels: String,
     draining: bool,
     source: String,
@@ -130,7 +130,7 @@ impl Store {
     async fn write_node(&self, sql: &str, spec: &NodeSpec) -> Result<u64, StoreError> {
         use secrecy::ExposeSecret as _;
         let labels = labels_json(&spec.labels);
-        let capacity = i64::from(spec.capacity);
+        let capacity = i32::try_from(spec.capacity).unwrap_or(i32::MAX);
         let now = now();
         // `$N` placeholders are understood by SQLite too.
         let affected = match self {

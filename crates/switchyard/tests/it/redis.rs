@@ -10,7 +10,7 @@ use switchyard::coord::CoordError;
 use crate::support::spawn::test_config;
 
 /// `REDIS_URL`, the local default when a server answers, or `None` (CI=true: a failure).
-fn redis_url() -> Option<String> {
+pub fn redis_url() -> Option<String> {
     if let Some(url) = std::env::var("REDIS_URL")
         .ok()
         .filter(|url| !url.trim().is_empty())

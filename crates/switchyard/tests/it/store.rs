@@ -299,3 +299,203 @@ async fn sip_credentials_map_back_to_their_user() {
         }
     }
 }
+
+fn node_spec(id: &str) -> switchyard::store::NodeSpec {
+    switchyard::store::NodeSpec {
+        id: id.to_owned(),
+        esl_addr: "10.0.0.1:8021".to_owned(),
+        esl_password: secrecy::SecretString::from("pw"),
+        wss_url: format!("wss://{id}.example.com"),
+        capacity: 50,
+        labels: [("region".to_owned(), "eu".to_owned())].into(),
+    }
+}
+
+/// Config nodes are upserted keeping their drain flag; API nodes are insert-only.
+#[tokio::test]
+async fn nodes_crud() {
+    use secrecy::ExposeSecret as _;
+    use switchyard::store::NodeSource;
+    for db in test_dbs().await {
+        let store = &db.store;
+        let backend = db.backend();
+        store
+            .upsert_config_node(&node_spec("fs1"))
+            .await
+            .unwrap_or_else(|e| panic!("{backend}: upsert: {}", switchyard::error_chain(&e)));
+        assert!(store.set_node_draining("fs1", true).await.expect("drain"));
+        let mut changed = node_spec("fs1");
+        changed.capacity = 70;
+        store
+            .upsert_config_node(&changed)
+            .await
+            .expect("upsert again");
+        let fs1 = store.get_node("fs1").await.expect("get").expect("fs1");
+        assert_eq!(fs1.capacity, 70, "{backend}");
+        assert!(fs1.draining, "{backend}: the drain flag survives a restart");
+        assert_eq!(fs1.source, NodeSource::Config);
+        assert_eq!(fs1.labels["region"], "eu");
+        assert_eq!(fs1.esl_password.expose_secret(), "pw");
+
+        assert!(
+            store
+                .insert_api_node(&node_spec("fs2"))
+                .await
+                .unwrap_or_else(|e| panic!("{backend}: insert: {}", switchyard::error_chain(&e)))
+        );
+        assert!(
+            !store
+                .insert_api_node(&node_spec("fs2"))
+                .await
+                .expect("again")
+        );
+        assert!(
+            !store
+                .insert_api_node(&node_spec("fs1"))
+                .await
+                .expect("taken")
+        );
+        let ids: Vec<String> = store
+            .list_nodes()
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|n| n.id)
+            .collect();
+        assert_eq!(ids, ["fs1", "fs2"], "{backend}");
+
+        let started = chrono::Utc::now();
+        store
+            .record_node_start("fs2", started, Some("uuid-1"))
+            .await
+            .expect("start");
+        store
+            .record_node_start("fs2", started, None)
+            .await
+            .expect("start");
+        let fs2 = store.get_node("fs2").await.expect("get").expect("fs2");
+        assert_eq!(
+            fs2.core_uuid.as_deref(),
+            Some("uuid-1"),
+            "kept when unknown"
+        );
+        assert!(fs2.started_at.is_some());
+        assert!(store.delete_node("fs2").await.expect("delete"));
+        assert!(!store.delete_node("fs2").await.expect("delete again"));
+        assert!(
+            !store
+                .set_node_draining("fs2", true)
+                .await
+                .expect("drain gone")
+        );
+    }
+}
+
+/// Concurrent claims of one name: exactly one wins, everyone gets its node; an ended
+/// placement frees the name and stays as history.
+#[tokio::test]
+async fn conference_claims_are_atomic() {
+    use switchyard::store::{Claim, EndReason, NewConference, Origin};
+    for db in test_dbs().await {
+        let store = &db.store;
+        let backend = db.backend();
+        let claim = |node: &str| NewConference {
+            name: "room".to_owned(),
+            node_id: node.to_owned(),
+            profile: "video".to_owned(),
+            labels: Default::default(),
+            origin: Origin::Placed,
+        };
+        let attempts: Vec<_> = (0..8)
+            .map(|i| {
+                let store = store.clone();
+                let new = claim(&format!("fs{}", i % 3));
+                tokio::spawn(async move { store.claim_conference(&new).await })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        let mut nodes = std::collections::BTreeSet::new();
+        for attempt in attempts {
+            match attempt
+                .await
+                .expect("join")
+                .unwrap_or_else(|e| panic!("{backend}: claim: {}", switchyard::error_chain(&e)))
+            {
+                Claim::Claimed(c) => {
+                    nodes.insert(c.node_id.clone());
+                    winners.push(c);
+                }
+                Claim::Existing(c) => {
+                    nodes.insert(c.node_id);
+                }
+            }
+        }
+        assert_eq!(winners.len(), 1, "{backend}: exactly one claim wins");
+        assert_eq!(nodes.len(), 1, "{backend}: everyone got the winner's node");
+        let winner = winners.remove(0);
+        assert_eq!(
+            winner.idle_since,
+            Some(winner.created_at),
+            "idle until joined"
+        );
+
+        store
+            .set_conference_occupancy("room", &winner.node_id, 3)
+            .await
+            .expect("busy");
+        store
+            .set_conference_occupancy("room", &winner.node_id, 2)
+            .await
+            .expect("busy");
+        let live = store
+            .live_conference("room")
+            .await
+            .expect("live")
+            .expect("room");
+        assert_eq!((live.peak_members, live.idle_since), (3, None), "{backend}");
+        store
+            .set_conference_occupancy("room", &winner.node_id, 0)
+            .await
+            .expect("idle");
+        let counts = store.live_conference_counts().await.expect("counts");
+        assert_eq!(counts[&winner.node_id].live, 1);
+        assert_eq!(counts[&winner.node_id].idle, 1);
+
+        let later = chrono::Utc::now() + chrono::TimeDelta::seconds(1);
+        let reaped = store
+            .end_idle_conferences(&winner.node_id, later)
+            .await
+            .expect("reap");
+        assert_eq!(reaped.len(), 1, "{backend}");
+        assert!(
+            !store
+                .end_conference(&winner.id, EndReason::Ended)
+                .await
+                .expect("again")
+        );
+        assert!(store.live_conference("room").await.expect("live").is_none());
+        let Claim::Claimed(next) = store
+            .claim_conference(&claim("fs9"))
+            .await
+            .expect("reclaim")
+        else {
+            panic!("{backend}: the name is free again");
+        };
+        assert_eq!(next.node_id, "fs9");
+        assert!(
+            store
+                .end_conference(&next.id, EndReason::NodeDown)
+                .await
+                .expect("end")
+        );
+        assert_eq!(
+            count(
+                store,
+                "SELECT COUNT(*) FROM conferences WHERE name = 'room'"
+            )
+            .await,
+            2,
+            "{backend}: history kept"
+        );
+    }
+}

@@ -20,7 +20,15 @@ pub fn configure(config: &mut Config) {
         ApiKeyConfig {
             id: "admin".to_owned(),
             key: SecretString::from(ADMIN_KEY),
-            scopes: vec![Scope::UsersRead, Scope::UsersWrite, Scope::CredentialsIssue],
+            scopes: vec![
+                Scope::UsersRead,
+                Scope::UsersWrite,
+                Scope::CredentialsIssue,
+                Scope::NodesRead,
+                Scope::NodesWrite,
+                Scope::ConferencesRead,
+                Scope::ConferencesWrite,
+            ],
         },
         ApiKeyConfig {
             id: "reader".to_owned(),

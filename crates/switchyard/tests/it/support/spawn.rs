@@ -4,10 +4,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use secrecy::SecretString;
+use switchyard::events::Event;
 use switchyard::store::Store;
 use switchyard::{App, Config};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
+use tokio::sync::broadcast;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -16,6 +18,8 @@ use tokio_util::task::TaskTracker;
 pub struct TestApp {
     pub addr: SocketAddr,
     pub store: Store,
+    /// Subscribed before the service started: sees every announcement.
+    pub events: broadcast::Receiver<Event>,
     pub tasks: TaskTracker,
     pub shutdown_token: CancellationToken,
     stop: Option<oneshot::Sender<()>>,
@@ -52,7 +56,7 @@ impl TestApp {
         Self::spawn_full(database_url, configure, |_| {}).await
     }
 
-    async fn spawn_full(
+    pub async fn spawn_full(
         database_url: Option<&str>,
         configure: impl FnOnce(&mut Config),
         customize: impl FnOnce(&App),
@@ -67,6 +71,7 @@ impl TestApp {
         let app = App::build(config).await.expect("app builds");
         customize(&app);
         let store = app.store.clone();
+        let events = app.bus.subscribe();
         let tasks = app.tasks.clone();
         let shutdown_token = app.shutdown.clone();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -78,6 +83,7 @@ impl TestApp {
         Self {
             addr,
             store,
+            events,
             tasks,
             shutdown_token,
             stop: Some(stop),
