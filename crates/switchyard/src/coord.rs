@@ -50,6 +50,16 @@ end
 return 0
 ";
 
+/// A node's health as its owner (lease holder) sees it, shared with the other replicas so that
+/// they place by the same judgement.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NodeView {
+    /// The replica that owns the node.
+    pub owner: String,
+    pub health: crate::nodes::health::Health,
+    pub degraded_reason: Option<crate::nodes::health::DegradedReason>,
+}
+
 /// The outcome of [`Coord::claim_lease`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeaseClaim {
@@ -146,6 +156,61 @@ impl Coord {
             .map_err(|_| CoordError::Timeout(TIMEOUT))?
             .map_err(CoordError::Unreachable)?;
         Ok(())
+    }
+
+    fn view_key(&self, node: &str) -> String {
+        format!("{}node:{node}:view", self.prefix)
+    }
+
+    /// Publishes the owner's view of a node, valid for `ttl`.
+    pub async fn publish_node_view(
+        &self,
+        node: &str,
+        view: &NodeView,
+        ttl: Duration,
+    ) -> Result<(), CoordError> {
+        let mut conn = self.conn.clone();
+        let json = serde_json::to_string(view).unwrap_or_default();
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        tokio::time::timeout(
+            TIMEOUT,
+            redis::cmd("SET")
+                .arg(self.view_key(node))
+                .arg(json)
+                .arg("PX")
+                .arg(ttl_ms)
+                .query_async::<()>(&mut conn),
+        )
+        .await
+        .map_err(|_| CoordError::Timeout(TIMEOUT))?
+        .map_err(CoordError::Unreachable)
+    }
+
+    /// The owners' views of `nodes` (absent for nodes nobody owns or published lately).
+    pub async fn node_views(
+        &self,
+        nodes: &[String],
+    ) -> Result<std::collections::HashMap<String, NodeView>, CoordError> {
+        if nodes.is_empty() {
+            return Ok(Default::default());
+        }
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("MGET");
+        for node in nodes {
+            cmd.arg(self.view_key(node));
+        }
+        let values: Vec<Option<String>> = tokio::time::timeout(TIMEOUT, cmd.query_async(&mut conn))
+            .await
+            .map_err(|_| CoordError::Timeout(TIMEOUT))?
+            .map_err(CoordError::Unreachable)?;
+        Ok(nodes
+            .iter()
+            .zip(values)
+            .filter_map(|(node, value)| {
+                let view = serde_json::from_str(&value?).ok()?;
+                Some((node.clone(), view))
+            })
+            .collect())
     }
 
     /// Who holds node `node`'s lease, if anyone.

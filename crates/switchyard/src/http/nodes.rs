@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::{ApiError, ApiPrincipal};
 use crate::app::AppState;
 use crate::config::{Scope, check_host_port, check_node_id, check_wss_url};
+use crate::coord::NodeView;
 use crate::events::Event;
 use crate::live::{LeaveReason, NodeLoad};
 use crate::metrics::Metrics;
@@ -55,6 +56,10 @@ pub struct NodeBody {
     pub down_since: Option<DateTime<Utc>>,
     /// This replica processes the node's events (holds its lease).
     pub owned_here: bool,
+    /// With Redis: the replica that owns the node, and its view of the node's health (placement
+    /// on every replica uses the worse of that view and its own).
+    pub owner: Option<String>,
+    pub owner_health: Option<Health>,
     /// When the node's FreeSWITCH last started (from its uptime).
     pub started_at: Option<DateTime<Utc>>,
 }
@@ -123,6 +128,7 @@ pub struct DeleteQuery {
 fn body(
     record: &NodeRecord,
     status: Option<&NodeStatus>,
+    view: Option<&NodeView>,
     load: NodeLoad,
     counts: NodeConferenceCounts,
 ) -> NodeBody {
@@ -163,6 +169,8 @@ fn body(
             .map(|d| d.as_secs_f64() * 1000.0),
         down_since: status.and_then(|s| s.down_since).map(DateTime::<Utc>::from),
         owned_here: status.is_some_and(|s| s.owned),
+        owner: view.map(|v| v.owner.clone()),
+        owner_health: view.map(|v| v.health),
         started_at: record.started_at,
     }
 }
@@ -184,6 +192,13 @@ async fn bodies(state: &AppState, only: Option<&str>) -> Result<Vec<NodeBody>, A
         }
     };
     let counts = state.store.live_conference_counts().await?;
+    let views = match &state.coord {
+        Some(coord) => coord.node_views(&ids).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "owners' node views unavailable");
+            HashMap::new()
+        }),
+        None => HashMap::new(),
+    };
     // The started_at column is written by the node's owner; read it fresh.
     let stored: HashMap<String, NodeRecord> = state
         .store
@@ -202,6 +217,7 @@ async fn bodies(state: &AppState, only: Option<&str>) -> Result<Vec<NodeBody>, A
             body(
                 &record,
                 state.nodes.status(&r.id).as_ref(),
+                views.get(&r.id),
                 loads.get(&r.id).copied().unwrap_or_default(),
                 counts.get(&r.id).copied().unwrap_or_default(),
             )

@@ -35,6 +35,25 @@ pub enum Health {
 }
 
 impl Health {
+    /// How bad a state is for placement: of two views of a node, the worse one counts.
+    pub fn severity(self) -> u8 {
+        match self {
+            Self::Up => 0,
+            Self::Degraded => 1,
+            Self::Connecting => 2,
+            Self::Down => 3,
+        }
+    }
+
+    /// The worse of two views.
+    pub fn worst(self, other: Health) -> Health {
+        if other.severity() > self.severity() {
+            other
+        } else {
+            self
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Connecting => "connecting",

@@ -142,6 +142,14 @@ async fn choose(app: &App, request: &PlacementRequest) -> Result<String, PlaceEr
         }
     };
     let counts = app.store.live_conference_counts().await?;
+    // With Redis, each node's owner shares its view: the worse of it and ours counts.
+    let views = match &app.coord {
+        Some(coord) => coord.node_views(&ids).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "owners' node views unavailable; placing by this replica's view");
+            Default::default()
+        }),
+        None => Default::default(),
+    };
     let statuses: BTreeMap<String, _> = app
         .nodes
         .statuses()
@@ -159,7 +167,8 @@ async fn choose(app: &App, request: &PlacementRequest) -> Result<String, PlaceEr
                     Some(s) if s.stopped => Health::Down,
                     Some(s) => s.health,
                     None => Health::Connecting,
-                },
+                }
+                .worst(views.get(&r.id).map_or(Health::Up, |v| v.health)),
                 draining: r.draining,
                 capacity: r.capacity,
                 labels: &r.labels,

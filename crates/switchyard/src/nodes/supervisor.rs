@@ -32,6 +32,7 @@ use tokio_util::task::TaskTracker;
 use super::health::{Health, HealthRules, HealthTracker};
 use super::{Heartbeat, Pool};
 use crate::config::{EslConfig, PoolConfig};
+use crate::coord::{Coord, NodeView};
 use crate::events::{Bus, Event};
 use crate::live::snapshot::{self, ConferenceSnapshot};
 use crate::live::{Change, LeaveReason, LiveError, LiveStore, NodeLive};
@@ -58,8 +59,15 @@ const EXIT_TIMEOUT: Duration = Duration::from_secs(2);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// A reconciliation that failed is retried after this long.
 const RECONCILE_RETRY: Duration = Duration::from_secs(2);
-/// How often idle placements are looked for.
+/// How often idle placements are looked for, at most.
 const REAP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Every 5 s, or twice per idle timeout when that is shorter.
+fn reap_interval(config: &PoolConfig) -> Duration {
+    REAP_INTERVAL
+        .min(config.idle_timeout() / 2)
+        .max(Duration::from_millis(250))
+}
 /// Start times (now − uptime) within this of each other are the same run of the node.
 const RESTART_TOLERANCE: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
 
@@ -67,6 +75,8 @@ const RESTART_TOLERANCE: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
 #[derive(Debug)]
 pub(super) struct Ctx {
     pub pool: Pool,
+    /// Redis, to share this replica's view of the nodes it owns.
+    pub coord: Option<Coord>,
     pub store: Store,
     pub live: LiveStore,
     pub bus: Bus,
@@ -115,7 +125,8 @@ pub(super) fn spawn(ctx: &Arc<Ctx>, record: NodeRecord) {
         down_handled: false,
         reconcile_due: None,
         next_probe: now + ctx.pool_config.probe_interval(),
-        next_reap: now + REAP_INTERVAL,
+        next_reap: now + reap_interval(&ctx.pool_config),
+        next_publish: now,
         probe: None,
         fetch: None,
     };
@@ -147,6 +158,8 @@ struct Supervisor {
     reconcile_due: Option<Instant>,
     next_probe: Instant,
     next_reap: Instant,
+    /// When the owner's view of the node is next published to Redis.
+    next_publish: Instant,
     probe: Option<JoinHandle<Option<Duration>>>,
     fetch: Option<JoinHandle<Result<Fetched, String>>>,
 }
@@ -229,10 +242,12 @@ impl Supervisor {
         self.ctx.pool.owns(&self.id, now)
     }
 
-    fn on_transition(&self, transition: Option<(Health, Health)>) {
+    fn on_transition(&mut self, transition: Option<(Health, Health)>) {
         let Some((from, to)) = transition else {
             return;
         };
+        // Share the change at the next tick rather than at the next period.
+        self.next_publish = Instant::now();
         let now = Instant::now();
         let reason = self.health.degraded_reason(now);
         match to {
@@ -362,9 +377,30 @@ impl Supervisor {
                 self.down_handled = true;
             }
             if now >= self.next_reap {
-                self.next_reap = now + REAP_INTERVAL;
+                self.next_reap = now + reap_interval(&self.ctx.pool_config);
                 self.reap_idle().await;
             }
+            if now >= self.next_publish {
+                self.publish_view(now).await;
+            }
+        }
+    }
+
+    /// Shares this owner's view of the node (with Redis), every third of the lease TTL and at
+    /// every transition.
+    async fn publish_view(&mut self, now: Instant) {
+        let Some(coord) = &self.ctx.coord else {
+            return;
+        };
+        let ttl = self.ctx.pool_config.lease_ttl();
+        self.next_publish = now + ttl / 3;
+        let view = NodeView {
+            owner: self.ctx.pool.replica_id().to_owned(),
+            health: self.health.health(),
+            degraded_reason: self.health.degraded_reason(now),
+        };
+        if let Err(e) = coord.publish_node_view(&self.id, &view, ttl).await {
+            tracing::debug!(node = %self.id, error = %e, "cannot publish the node's health");
         }
     }
 

@@ -21,6 +21,7 @@ const RETRY: Duration = Duration::from_secs(1);
 pub fn start(app: &App) {
     let ctx = Arc::new(Ctx {
         pool: app.nodes.clone(),
+        coord: app.coord.clone(),
         store: app.store.clone(),
         live: app.live.clone(),
         bus: app.bus.clone(),

@@ -115,7 +115,7 @@ pub async fn try_node(app: &TestApp, id: &str) -> Option<NodeBody> {
 
 pub async fn wait_state(app: &TestApp, id: &str, state: NodeState) -> NodeBody {
     eventually(&format!("node {id} {state:?}"), || async {
-        let n = node(app, id).await;
+        let n = try_node(app, id).await?;
         (n.state == state).then_some(n)
     })
     .await
@@ -661,4 +661,146 @@ async fn metrics_expose_the_pool() {
     assert!(text.ends_with("# EOF\n"), "OpenMetrics terminator");
     app.stop().await.expect("clean shutdown");
     sim.shutdown().await;
+}
+
+/// Late HEARTBEATs make a node `degraded`: no new conferences, but the ones it has stay.
+#[tokio::test]
+async fn late_heartbeats_degrade_without_moving_conferences() {
+    let app = TestApp::spawn_configured(None, |c| {
+        pool_config(c);
+        c.pool.heartbeat_late_secs = 1;
+        // Probes keep bytes flowing; no dead-peer verdict while the heartbeat is late.
+        c.esl.dead_after_secs = 30;
+    })
+    .await;
+    let mut config = SimConfig::new("fs-slow");
+    config.heartbeat_interval = Duration::from_secs(3600);
+    let sim = SimNode::start(config).await.expect("fsim");
+    add_node(&app, "fs-slow", &sim, json!({})).await;
+    // Right after connecting the node counts as fresh; place while it is.
+    eventually("first placement", || async {
+        put_conference(&app, "early", json!({}))
+            .await
+            .status()
+            .is_success()
+            .then_some(())
+    })
+    .await;
+    let degraded = wait_state(&app, "fs-slow", NodeState::Degraded).await;
+    assert_eq!(
+        degraded.degraded_reason,
+        Some(switchyard::nodes::health::DegradedReason::HeartbeatLate)
+    );
+    let refused = put_conference(&app, "late", json!({})).await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let p = problem(refused).await;
+    assert_eq!(p.extensions["rejections"][0]["reason"], "degraded");
+    assert_eq!(
+        put_conference(&app, "early", json!({})).await.status(),
+        StatusCode::OK,
+        "a degraded node keeps its conferences"
+    );
+    app.stop().await.expect("clean shutdown");
+    sim.shutdown().await;
+}
+
+/// A placement nobody joins ends after the idle timeout; config nodes cannot be deleted
+/// through the API; `/readyz` reports node states.
+#[tokio::test]
+async fn idle_placements_end_and_config_nodes_stay() {
+    let probe = sim_node_with_directory("http://127.0.0.1:9", "fs-conf").await;
+    let mut app = TestApp::spawn_configured(None, |c| {
+        pool_config(c);
+        c.pool.idle_timeout_secs = 1;
+        c.nodes = vec![switchyard::config::NodeConfig {
+            id: "fs-conf".to_owned(),
+            esl_addr: probe.esl_addr().to_string(),
+            esl_password: secrecy::SecretString::from("ClueCon"),
+            wss_url: "wss://fs-conf.example.com:7443".to_owned(),
+            capacity: 5,
+            labels: Default::default(),
+        }];
+    })
+    .await;
+    let up = wait_state(&app, "fs-conf", NodeState::Up).await;
+    assert_eq!(up.source, switchyard::store::NodeSource::Config);
+    place(&app, "nobody-comes", json!({})).await;
+    eventually("idle placement ended", || async {
+        get_conference(&app, "nobody-comes")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let events = drain_events(&mut app);
+    assert!(
+        events.iter().any(|e| matches!(e,
+            Event::ConferenceEnded { conference, reason: EndReason::IdleTimeout }
+                if conference.name == "nobody-comes")),
+        "{events:?}"
+    );
+    let refused = client()
+        .delete(app.url("/v1/nodes/fs-conf"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(refused.status(), StatusCode::CONFLICT);
+    assert_eq!(problem(refused).await.code, "node_in_config");
+    let ready: Value = client()
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("readyz")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(ready["nodes"][0]["id"], "fs-conf");
+    assert_eq!(ready["nodes"][0]["state"], "up");
+    app.stop().await.expect("clean shutdown");
+    probe.shutdown().await;
+}
+
+#[tokio::test]
+async fn conference_bodies_are_checked() {
+    let app = TestApp::spawn_configured(None, pool_config).await;
+    for body in [
+        &b"{"[..],
+        b"[]",
+        b"{\"profile\": 3}",
+        b"{\"extra\": 1}",
+        b"\xff\xfe",
+    ] {
+        let response = client()
+            .put(app.url("/v1/conferences/room"))
+            .bearer_auth(ADMIN_KEY)
+            .header("content-type", "application/json")
+            .body(body.to_vec())
+            .send()
+            .await
+            .expect("PUT");
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{body:?}");
+        assert_eq!(problem(response).await.code, "invalid_request");
+    }
+    let missing = client()
+        .get(app.url("/v1/conferences/none-here"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(problem(missing).await.code, "conference_not_found");
+    let unauthorized = client()
+        .put(app.url("/v1/conferences/room"))
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(unauthorized.status(), StatusCode::UNAUTHORIZED);
+    let forbidden = client()
+        .put(app.url("/v1/conferences/room"))
+        .bearer_auth(READER_KEY)
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
+    app.stop().await.expect("clean shutdown");
 }

@@ -92,6 +92,16 @@ async fn replicas_share_placements_and_process_each_node_once() {
     })
     .await;
 
+    // Both show the owner's view of the node.
+    eventually("the owner's view shared", || async {
+        let (a, b) = (node(&one, "fs-a").await, node(&two, "fs-a").await);
+        (a.owner.is_some()
+            && a.owner == b.owner
+            && a.owner_health == Some(switchyard::nodes::health::Health::Up))
+        .then_some(())
+    })
+    .await;
+
     // The same conference asked of both replicas at once: one placement.
     let (r1, r2) = tokio::join!(
         put_conference(&one, "room", json!({})),
