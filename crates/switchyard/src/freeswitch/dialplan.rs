@@ -15,6 +15,12 @@
 //! | locked / not invited | `respond 403 Forbidden` |
 //! | unknown conference, or no authenticated caller | `respond 404 Not Found` / `403` |
 //! | the store cannot be asked | `respond 503 Service Unavailable` (an HTTP error would make FreeSWITCH fall back to its static dialplan) |
+//! | join, but the conference is placed on another node | `respond 404 Not Found` (it is not here; a conference never runs on two nodes) |
+//!
+//! The asking node is the form's `hostname` (FreeSWITCH's switchname; `freeswitch-conf/` sets it
+//! to the node id). When it names a node of the pool, a join is checked against the placement
+//! and, for a conference not placed yet, claims it for that node. A hostname that names no node
+//! cannot be checked: the join is admitted and the conference adopted when it starts.
 //!
 //! Anything that is not a `conf*` destination, another section, or a malformed form: "not
 //! found" (FreeSWITCH then tries the next binding or its static dialplan).
@@ -22,7 +28,7 @@
 use super::form::{Form, FormError};
 use super::xml::{DialplanAction, Document};
 use crate::ids::valid_user_id;
-use crate::store::{Admission, Store};
+use crate::store::{Admission, Claim, NewConference, Origin, Store};
 
 /// The destination prefix of conference extensions.
 pub const CONFERENCE_PREFIX: &str = "conf*";
@@ -93,7 +99,12 @@ fn classify_inner(form: &Form) -> Result<DialplanLookup, FormError> {
 }
 
 /// The answer to a dialplan request body, rendered.
-pub async fn answer(store: &Store, body: &[u8]) -> Result<String, super::directory::AnswerError> {
+/// `pool_nodes`: the ids of the nodes in the pool, to recognise the asking node.
+pub async fn answer(
+    store: &Store,
+    body: &[u8],
+    pool_nodes: &[String],
+) -> Result<String, super::directory::AnswerError> {
     let form = match Form::parse(body) {
         Ok(form) => form,
         Err(e) => {
@@ -101,6 +112,12 @@ pub async fn answer(store: &Store, body: &[u8]) -> Result<String, super::directo
             return Ok(Document::NotFound.render()?);
         }
     };
+    let asking_node = form
+        .get("hostname")
+        .ok()
+        .flatten()
+        .filter(|h| pool_nodes.iter().any(|n| n == h))
+        .map(str::to_owned);
     let (context, destination, name, caller) = match classify(&form) {
         DialplanLookup::NotFound(why) => {
             tracing::debug!(reason = why, "dialplan: not found");
@@ -118,6 +135,17 @@ pub async fn answer(store: &Store, body: &[u8]) -> Result<String, super::directo
         // A store failure must not become an HTTP error: FreeSWITCH would fall back to its
         // static dialplan. The conference call is refused with a retryable code instead.
         Some(user_id) => match store.conference_admission(&name, user_id).await {
+            Ok(Admission::Join { profile }) => match &asking_node {
+                Some(node) => match placed_here(store, &name, node, &profile).await {
+                    Ok(true) => admission_action(&name, Admission::Join { profile }),
+                    Ok(false) => DialplanAction::Respond("404 Not Found"),
+                    Err(e) => {
+                        tracing::error!(conference = %name, error = %e, "store unavailable: refusing the join with 503");
+                        DialplanAction::Respond("503 Service Unavailable")
+                    }
+                },
+                None => admission_action(&name, Admission::Join { profile }),
+            },
             Ok(admission) => admission_action(&name, admission),
             Err(e) => {
                 tracing::error!(conference = %name, error = %e, "store unavailable: refusing the join with 503");
@@ -132,6 +160,41 @@ pub async fn answer(store: &Store, body: &[u8]) -> Result<String, super::directo
         action,
     }
     .render()?)
+}
+
+/// Whether conference `name` may run on `node`: it is placed there, or was placed nowhere and
+/// is now claimed for it.
+async fn placed_here(
+    store: &Store,
+    name: &str,
+    node: &str,
+    profile: &str,
+) -> Result<bool, crate::store::StoreError> {
+    let new = NewConference {
+        name: name.to_owned(),
+        node_id: node.to_owned(),
+        profile: profile.to_owned(),
+        labels: Default::default(),
+        origin: Origin::Placed,
+    };
+    let placement = match store.claim_conference(&new).await? {
+        Claim::Claimed(c) => {
+            tracing::info!(conference = %name, node = %node, "conference placed by its first caller's node");
+            c
+        }
+        Claim::Existing(c) => c,
+    };
+    if placement.node_id == node {
+        Ok(true)
+    } else {
+        tracing::warn!(
+            conference = %name,
+            asking_node = %node,
+            placed_on = %placement.node_id,
+            "caller dialled a node other than the conference's: refused"
+        );
+        Ok(false)
+    }
 }
 
 /// What the extension for conference `name` does, given the store's verdict for the caller.

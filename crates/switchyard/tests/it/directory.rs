@@ -513,3 +513,74 @@ async fn dialplan_admits_invited_callers_only() {
         app.stop().await.expect("clean shutdown");
     }
 }
+
+/// A join is checked against the conference's placement: the node named by the request's
+/// `hostname` must be the conference's node (the first caller's node claims an unplaced one).
+#[tokio::test]
+async fn dialplan_keeps_a_conference_on_one_node() {
+    let app = TestApp::spawn_configured(None, |config| {
+        crate::pool::pool_config(config);
+        config.nodes = ["fs-a", "fs-b"]
+            .into_iter()
+            .map(|id| switchyard::config::NodeConfig {
+                id: id.to_owned(),
+                esl_addr: "127.0.0.1:9".to_owned(),
+                esl_password: secrecy::SecretString::from("ClueCon"),
+                wss_url: format!("wss://{id}.example.com"),
+                capacity: 10,
+                labels: Default::default(),
+            })
+            .collect();
+    })
+    .await;
+    crate::pool::eventually("both nodes in the pool", || async {
+        let (a, b) = (
+            crate::pool::try_node(&app, "fs-a").await,
+            crate::pool::try_node(&app, "fs-b").await,
+        );
+        (a.is_some() && b.is_some()).then_some(())
+    })
+    .await;
+    put_user(&app, "alice", "Alice", true).await;
+    let switchyard::store::Store::Sqlite(pool) = &app.store else {
+        panic!("SQLite");
+    };
+    sqlx::query(
+        "INSERT INTO invitations (name, user_id, caller_id, message, profile, created_at) \
+         VALUES ('room1', 'alice', 'bob', '', 'video', CURRENT_TIMESTAMP)",
+    )
+    .execute(pool)
+    .await
+    .expect("invitation");
+    let from = |host: &str| {
+        dialplan_request("conf*room1", Some("alice"))
+            .replace("hostname=vm", &format!("hostname={host}"))
+    };
+    let answer = |host: &'static str| {
+        let body = from(host);
+        let app = &app;
+        async move { post_dialplan(app, body).await.text().await.expect("body") }
+    };
+    assert!(
+        answer("fs-a").await.contains("data=\"room1@video\""),
+        "first caller's node"
+    );
+    assert_eq!(
+        crate::pool::get_conference(&app, "room1")
+            .await
+            .map(|c| c.node.id),
+        Some("fs-a".to_owned()),
+        "placed on fs-a by its first caller"
+    );
+    assert!(answer("fs-a").await.contains("data=\"room1@video\""));
+    let elsewhere = answer("fs-b").await;
+    assert!(
+        elsewhere.contains("application=\"respond\" data=\"404 Not Found\""),
+        "never on a second node: {elsewhere}"
+    );
+    assert!(
+        answer("vm").await.contains("data=\"room1@video\""),
+        "an unknown hostname cannot be checked"
+    );
+    app.stop().await.expect("clean shutdown");
+}
