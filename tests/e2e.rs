@@ -137,6 +137,7 @@ async fn wait_ready(base: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Va
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switchyard_supervises_simulated_nodes_through_faults() {
+    const API_KEY: &str = "e2e-api-key-0123456789abcdef";
     let fsim = Proc::spawn(
         Command::new(binary("fsim"))
             .args([
@@ -161,6 +162,8 @@ async fn switchyard_supervises_simulated_nodes_through_faults() {
             "[http]\nlisten = \"127.0.0.1:0\"\n\
              [database]\nurl = \"sqlite://{}?mode=rwc\"\n\
              [esl]\ndead_after_secs = 3\nbackoff_min_ms = 100\nbackoff_max_ms = 500\n\
+             [pool]\nnode_down_grace_secs = 30\n\
+             [api]\nkeys = [{{ id = \"e2e\", key = \"{API_KEY}\", scopes = [\"nodes:read\", \"nodes:write\", \"conferences:read\", \"conferences:write\"] }}]\n\
              [[nodes]]\nid = \"fs1\"\nesl_addr = \"{esl1}\"\nesl_password = \"ClueCon\"\nwss_url = \"wss://fs1.test:7443\"\n\
              [[nodes]]\nid = \"fs2\"\nesl_addr = \"{esl2}\"\nesl_password = \"ClueCon\"\nwss_url = \"wss://fs2.test:7443\"\n",
             dir.path().join("sy.db").display()
@@ -184,6 +187,65 @@ async fn switchyard_supervises_simulated_nodes_through_faults() {
     .await;
 
     let http = reqwest::Client::new();
+
+    // Placement: sticky per name, never on a draining node.
+    let place = |name: &str| {
+        http.put(format!("{base}/v1/conferences/{name}"))
+            .bearer_auth(API_KEY)
+            .send()
+    };
+    let placed: Value = place("e2e-room")
+        .await
+        .expect("PUT")
+        .json()
+        .await
+        .expect("JSON");
+    let first = placed["node"]["id"].as_str().expect("node id").to_owned();
+    let again: Value = place("e2e-room")
+        .await
+        .expect("PUT")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(again["node"]["id"], first.as_str());
+    let drained = http
+        .post(format!("{base}/v1/nodes/{first}/drain"))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .expect("drain");
+    assert!(drained.status().is_success());
+    let other: Value = place("e2e-other")
+        .await
+        .expect("PUT")
+        .json()
+        .await
+        .expect("JSON");
+    assert_ne!(
+        other["node"]["id"],
+        first.as_str(),
+        "draining node gets nothing new"
+    );
+    http.post(format!("{base}/v1/nodes/{first}/undrain"))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .expect("undrain");
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(&format!(
+            "switchyard_placements_total{{node=\"{first}\"}} 1"
+        )),
+        "{metrics}"
+    );
+
     let fault = |node: &str, fault: &str| {
         http.post(format!("{control}/nodes/{node}/faults/{fault}"))
             .send()

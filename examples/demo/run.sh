@@ -6,6 +6,11 @@
 #   curl -s -X POST -H 'Authorization: Bearer demo-key-not-for-production-0001' \
 #        localhost:8080/v1/users/alice/sip-credentials        # -> username, password
 #   curl -s -X POST -d '{"user":"<username>","password":"<password>"}' localhost:18031/nodes/fs1/register
+# The pool: node states and load, placing a conference, draining a node, metrics:
+#   curl -s -H 'Authorization: Bearer demo-key-not-for-production-0001' localhost:8080/v1/nodes
+#   curl -s -X PUT -H 'Authorization: Bearer demo-key-not-for-production-0001' localhost:8080/v1/conferences/room1
+#   curl -s -X POST -H 'Authorization: Bearer demo-key-not-for-production-0001' localhost:8080/v1/nodes/fs1/drain
+#   curl -s localhost:8080/metrics
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 mkdir -p target/demo

@@ -221,6 +221,14 @@ impl Supervisor {
     }
 
     async fn shut_down(mut self) {
+        // Stopped while the service runs: the node was removed from the pool. Its live state
+        // goes with it (its placements were ended by whoever removed it).
+        if !self.ctx.shutdown.is_cancelled()
+            && let Some(live) = self.live.as_mut()
+        {
+            let changes = live.clear(LeaveReason::NodeRemoved);
+            self.commit(changes, None).await;
+        }
         if let Some(h) = self.probe.take() {
             h.abort();
         }
