@@ -10,7 +10,7 @@ use tokio::sync::broadcast;
 
 use crate::live::Change;
 use crate::nodes::health::Health;
-use crate::store::{ConferenceRecord, EndReason};
+use crate::store::{ConferenceRecord, EndReason, Invitation};
 
 /// One announcement.
 #[derive(Debug, Clone, Serialize)]
@@ -25,6 +25,15 @@ pub enum Event {
         conference: ConferenceRecord,
         reason: EndReason,
     },
+    /// A user was invited (the browser event channel rings the user's tabs).
+    Invited {
+        invitation: Invitation,
+        node: String,
+        wss_url: String,
+        dial_uri: String,
+    },
+    /// An invitation was cancelled.
+    InvitationCancelled { name: String, user_id: String },
     /// A node's health changed, as this replica sees it.
     NodeHealth {
         node: String,

@@ -176,6 +176,7 @@ async fn placed_here(
         profile: profile.to_owned(),
         labels: Default::default(),
         origin: Origin::Placed,
+        options: Default::default(),
     };
     let placement = match store.claim_conference(&new).await? {
         Claim::Claimed(c) => {

@@ -67,6 +67,10 @@ pub enum ApiError {
     NoNodeAvailable(crate::nodes::PlaceError),
     #[error("no conference with this name is live")]
     ConferenceNotFound,
+    #[error("no such invitation, and the user is not in the conference")]
+    InvitationNotFound,
+    #[error("the conference has profile {actual:?}, not {asked:?}")]
+    ProfileConflict { asked: String, actual: String },
     #[error("invalid conference name {0:?}: it must match {pattern}", pattern = crate::ids::CONFERENCE_NAME_PATTERN)]
     InvalidConferenceName(String),
     /// The live state (Redis) did not answer.
@@ -83,6 +87,27 @@ impl From<crate::nodes::PlaceError> for ApiError {
             crate::nodes::PlaceError::Store(e) => Self::Store(e),
             other => Self::NoNodeAvailable(other),
         }
+    }
+}
+
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(e: axum::extract::rejection::JsonRejection) -> Self {
+        body_rejection(e.status(), e.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::BytesRejection> for ApiError {
+    fn from(e: axum::extract::rejection::BytesRejection) -> Self {
+        body_rejection(e.status(), e.body_text())
+    }
+}
+
+/// An unreadable request body: too large (413) or otherwise invalid (400).
+fn body_rejection(status: StatusCode, text: String) -> ApiError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge(super::V1_BODY_LIMIT)
+    } else {
+        ApiError::InvalidRequest(text)
     }
 }
 
@@ -107,7 +132,10 @@ impl ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UserNotFound => StatusCode::NOT_FOUND,
             Self::UserDisabled | Self::CredentialConflict => StatusCode::CONFLICT,
-            Self::NodeNotFound | Self::ConferenceNotFound => StatusCode::NOT_FOUND,
+            Self::NodeNotFound | Self::ConferenceNotFound | Self::InvitationNotFound => {
+                StatusCode::NOT_FOUND
+            }
+            Self::ProfileConflict { .. } => StatusCode::CONFLICT,
             Self::NodeExists | Self::NodeNotEmpty { .. } | Self::NodeInConfig => {
                 StatusCode::CONFLICT
             }
@@ -142,6 +170,8 @@ impl ApiError {
             }
             Self::NoNodeAvailable(_) => "no_node_available",
             Self::ConferenceNotFound => "conference_not_found",
+            Self::InvitationNotFound => "invitation_not_found",
+            Self::ProfileConflict { .. } => "profile_conflict",
             Self::InvalidConferenceName(_) => "invalid_conference_name",
             Self::LiveUnavailable(_) => "live_state_unavailable",
             Self::Unexpected(_) => "internal",

@@ -22,12 +22,15 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::middleware::{from_fn_with_state, map_response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use tower::ServiceBuilder;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-pub use conferences::{ConferenceBody, NodeRef, PROFILES};
+pub use conferences::{
+    ConferenceBody, Dial, InvitationList, InvitationResult, MemberBody, MemberList, NodeRef,
+    PROFILES, Page, StayBody,
+};
 pub use error::{ApiError, Problem};
 pub use nodes::{NodeBody, NodeList};
 pub use users::{ApiPrincipal, LongLivedBody, SipCredentialBody, UserBody};
@@ -62,10 +65,28 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/nodes/{node_id}", get(nodes::get).delete(nodes::remove))
         .route("/v1/nodes/{node_id}/drain", post(nodes::drain))
         .route("/v1/nodes/{node_id}/undrain", post(nodes::undrain))
+        .route("/v1/conferences", get(conferences::list))
         .route(
             "/v1/conferences/{name}",
-            put(conferences::put).get(conferences::get),
+            put(conferences::put)
+                .get(conferences::get)
+                .delete(conferences::end),
         )
+        .route(
+            "/v1/conferences/{name}/invitations",
+            post(conferences::invite).get(conferences::invitations),
+        )
+        .route(
+            "/v1/conferences/{name}/invitations/{user_id}",
+            delete(conferences::uninvite),
+        )
+        .route("/v1/conferences/{name}/members", get(conferences::members))
+        .route("/v1/members", get(conferences::user_members))
+        .route(
+            "/v1/history/conferences",
+            get(conferences::history_conferences),
+        )
+        .route("/v1/history/members", get(conferences::history_members))
         .layer(DefaultBodyLimit::max(V1_BODY_LIMIT));
     let nodes = Router::new()
         .route("/freeswitch/directory", post(freeswitch::directory))

@@ -4,7 +4,6 @@
 //! next sync (`pool.sync_interval_secs`). States are this replica's view of the node.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
@@ -22,14 +21,12 @@ use crate::events::Event;
 use crate::live::{LeaveReason, NodeLoad};
 use crate::metrics::Metrics;
 use crate::nodes::health::{DegradedReason, Health};
-use crate::nodes::{NodeState, NodeStatus};
+use crate::nodes::{NodeState, NodeStatus, hang_up_with};
 use crate::store::{EndReason, NodeConferenceCounts, NodeRecord, NodeSource, NodeSpec};
 
 /// Largest number of labels on a node, and of characters in a label key or value.
 const MAX_LABELS: usize = 16;
 const MAX_LABEL_LEN: usize = 63;
-/// How long `DELETE … force=true` waits for the node to hang up a conference.
-const HANGUP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A node as the API shows it.
 #[derive(Debug, Serialize, Deserialize)]
@@ -324,7 +321,7 @@ pub(super) async fn add(
     body: Result<Json<NewNode>, JsonRejection>,
 ) -> Result<(StatusCode, Json<NodeBody>), ApiError> {
     principal.require(Scope::NodesWrite)?;
-    let Json(new) = body.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
+    let Json(new) = body?;
     check_new_node(&new)?;
     let spec = NodeSpec {
         id: new.id.clone(),
@@ -439,9 +436,6 @@ pub(super) async fn remove(
 
 /// Best effort: asks the node to hang up every member of every conference it runs.
 async fn hang_up_everything(state: &AppState, id: &str) {
-    let Some(client) = state.nodes.client(id) else {
-        return;
-    };
     let conferences = match state.live.load_node(id).await {
         Ok(c) => c,
         Err(e) => {
@@ -450,18 +444,13 @@ async fn hang_up_everything(state: &AppState, id: &str) {
         }
     };
     for name in conferences.keys() {
-        let command = format!("conference {name} hup all");
-        match tokio::time::timeout(HANGUP_TIMEOUT, client.api(&command)).await {
-            Ok(Ok(reply)) => tracing::info!(
-                node = %id,
-                conference = %name,
-                reply = %String::from_utf8_lossy(&reply).trim(),
-                "hung up conference of removed node"
-            ),
-            Ok(Err(e)) => {
-                tracing::warn!(node = %id, conference = %name, error = %e, "hangup failed")
-            }
-            Err(_) => tracing::warn!(node = %id, conference = %name, "hangup timed out"),
-        }
+        hang_up_with(
+            &state.live,
+            state.nodes.client(id),
+            id,
+            name,
+            LeaveReason::NodeRemoved,
+        )
+        .await;
     }
 }

@@ -190,7 +190,7 @@ pub(super) async fn put_user(
 ) -> Result<Json<UserBody>, ApiError> {
     principal.require(Scope::UsersWrite)?;
     let id = user_id(path)?;
-    let Json(body) = body.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
+    let Json(body) = body?;
     valid_display_name(&body.display_name)?;
     let user = state
         .store
@@ -246,7 +246,7 @@ pub(super) async fn put_long_lived_credential(
 ) -> Result<Json<LongLivedBody>, ApiError> {
     principal.require(Scope::CredentialsIssue)?;
     let id = user_id(path)?;
-    let Json(body) = body.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
+    let Json(body) = body?;
     if !LONG_LIVED_PASSWORD_LEN.contains(&body.password.len())
         || !body.password.bytes().all(|b| b.is_ascii_graphic())
     {

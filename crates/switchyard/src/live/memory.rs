@@ -3,12 +3,17 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{Change, LiveConference, Member, NodeLoad};
+use super::{Change, LeaveReason, LiveConference, Member, NodeLoad};
+
+/// Announced exits (member id, reason) by (node, conference).
+type Exits = HashMap<(String, String), Vec<(u32, LeaveReason)>>;
 
 /// Live conferences by node, then by name.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryLive {
     inner: Arc<Mutex<BTreeMap<String, BTreeMap<String, LiveConference>>>>,
+    /// Announced exits by (node, conference).
+    exits: Arc<Mutex<Exits>>,
 }
 
 impl MemoryLive {
@@ -81,6 +86,26 @@ impl MemoryLive {
             .filter(|m| m.user_id.as_deref() == Some(user_id))
             .cloned()
             .collect()
+    }
+
+    pub(super) fn expect_exit(&self, node: &str, name: &str, member_id: u32, reason: LeaveReason) {
+        let mut exits = match self.exits.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let list = exits.entry((node.to_owned(), name.to_owned())).or_default();
+        list.retain(|(id, _)| *id != member_id);
+        list.push((member_id, reason));
+    }
+
+    pub(super) fn take_exits(&self, node: &str, name: &str) -> Vec<(u32, LeaveReason)> {
+        let mut exits = match self.exits.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        exits
+            .remove(&(node.to_owned(), name.to_owned()))
+            .unwrap_or_default()
     }
 
     pub(super) fn load_node(&self, node: &str) -> BTreeMap<String, LiveConference> {

@@ -67,6 +67,12 @@ pub enum LeaveReason {
     NodeRestarted,
     /// The node was removed from the pool with `force`.
     NodeRemoved,
+    /// Its invitation was cancelled (`DELETE …/invitations/{user_id}`).
+    Uninvited,
+    /// The conference was ended through the API.
+    Ended,
+    /// The conference reached its `max_duration_secs`.
+    DurationExceeded,
 }
 
 impl LeaveReason {
@@ -78,6 +84,9 @@ impl LeaveReason {
             Self::NodeDown => "node_down",
             Self::NodeRestarted => "node_restarted",
             Self::NodeRemoved => "node_removed",
+            Self::Uninvited => "uninvited",
+            Self::Ended => "ended",
+            Self::DurationExceeded => "duration_exceeded",
         }
     }
 }
@@ -183,6 +192,37 @@ impl LiveStore {
         match self {
             Self::Memory(m) => Ok(m.user_members(user_id)),
             Self::Redis(r) => r.user_members(user_id).await,
+        }
+    }
+
+    /// Announces that member `member_id` of conference `name` on `node` is about to be removed
+    /// by Switchyard, so that its leave carries `reason` rather than `hangup`. Any replica may
+    /// call it; the node's owner reads it when the member leaves.
+    pub async fn expect_exit(
+        &self,
+        node: &str,
+        name: &str,
+        member_id: u32,
+        reason: LeaveReason,
+    ) -> Result<(), LiveError> {
+        match self {
+            Self::Memory(m) => {
+                m.expect_exit(node, name, member_id, reason);
+                Ok(())
+            }
+            Self::Redis(r) => r.expect_exit(node, name, member_id, reason).await,
+        }
+    }
+
+    /// Takes the announced exits of conference `name` on `node`.
+    pub async fn take_exits(
+        &self,
+        node: &str,
+        name: &str,
+    ) -> Result<Vec<(u32, LeaveReason)>, LiveError> {
+        match self {
+            Self::Memory(m) => Ok(m.take_exits(node, name)),
+            Self::Redis(r) => r.take_exits(node, name).await,
         }
     }
 

@@ -28,8 +28,9 @@ pub struct LiveConference {
 pub struct NodeLive {
     node: String,
     conferences: BTreeMap<String, LiveConference>,
-    /// Members a `kick-member` named, so their `del-member` says `kicked`.
-    kicked: Vec<(String, u32)>,
+    /// Why members are about to leave: announced by Switchyard (uninvited, ended, …) or by a
+    /// `kick-member` event, so that their `del-member` carries the reason.
+    exits: Vec<(String, u32, LeaveReason)>,
 }
 
 impl NodeLive {
@@ -37,7 +38,7 @@ impl NodeLive {
         Self {
             node: node.into(),
             conferences: BTreeMap::new(),
-            kicked: Vec::new(),
+            exits: Vec::new(),
         }
     }
 
@@ -49,7 +50,7 @@ impl NodeLive {
         Self {
             node: node.into(),
             conferences,
-            kicked: Vec::new(),
+            exits: Vec::new(),
         }
     }
 
@@ -118,12 +119,7 @@ impl NodeLive {
             }
             Action::DelMember => {
                 if let Some(id) = ev.member_id() {
-                    let kicked = self.take_kicked(name, id);
-                    let reason = if kicked {
-                        LeaveReason::Kicked
-                    } else {
-                        LeaveReason::Hangup
-                    };
+                    let reason = self.take_exit(name, id).unwrap_or(LeaveReason::Hangup);
                     if let Some(member) = self
                         .conferences
                         .get_mut(name)
@@ -134,8 +130,11 @@ impl NodeLive {
                 }
             }
             Action::KickMember => {
-                if let Some(id) = ev.member_id() {
-                    self.kicked.push((name.to_owned(), id));
+                // A kick Switchyard announced keeps its own reason (uninvited, ended, …).
+                if let Some(id) = ev.member_id()
+                    && !self.exits.iter().any(|(n, i, _)| n == name && *i == id)
+                {
+                    self.exits.push((name.to_owned(), id, LeaveReason::Kicked));
                 }
             }
             Action::StartTalking
@@ -253,7 +252,7 @@ impl NodeLive {
         for name in names {
             self.end_conference(&name, reason, &mut changes);
         }
-        self.kicked.clear();
+        self.exits.clear();
         changes
     }
 
@@ -283,14 +282,10 @@ impl NodeLive {
             return;
         };
         for (id, member) in conf.members {
-            let reason = if self.take_kicked(name, id) {
-                LeaveReason::Kicked
-            } else {
-                reason
-            };
+            let reason = self.take_exit(name, id).unwrap_or(reason);
             changes.push(Change::MemberLeft { member, reason });
         }
-        self.kicked.retain(|(n, _)| n != name);
+        self.exits.retain(|(n, _, _)| n != name);
         changes.push(Change::ConferenceEnded {
             node: self.node.clone(),
             name: name.to_owned(),
@@ -298,10 +293,19 @@ impl NodeLive {
         });
     }
 
-    fn take_kicked(&mut self, name: &str, id: u32) -> bool {
-        let before = self.kicked.len();
-        self.kicked.retain(|(n, i)| !(n == name && *i == id));
-        self.kicked.len() != before
+    /// Records why member `id` of conference `name` is about to leave (announced by
+    /// Switchyard before it kicks or hangs up the member).
+    pub fn expect_exit(&mut self, name: &str, id: u32, reason: LeaveReason) {
+        self.exits.retain(|(n, i, _)| !(n == name && *i == id));
+        self.exits.push((name.to_owned(), id, reason));
+    }
+
+    fn take_exit(&mut self, name: &str, id: u32) -> Option<LeaveReason> {
+        let at = self
+            .exits
+            .iter()
+            .position(|(n, i, _)| n == name && *i == id)?;
+        Some(self.exits.swap_remove(at).2)
     }
 
     /// `floor-change`: the member in `New-ID` holds the audio floor, nobody else does.

@@ -9,6 +9,7 @@
 //! | `P live:node:{node}:conf:{name}:meta` | hash | `uuid` (FreeSWITCH's conference UUID) |
 //! | `P live:node:{node}:conf:{name}:members` | hash | member id → member JSON |
 //! | `P live:user:{user}` | set | `{node}\n{name}\n{member id}` of each membership |
+//! | `P live:node:{node}:conf:{name}:exits` | hash | member id → reason of a removal Switchyard started (expires after 2 min) |
 //!
 //! Conferences are keyed by node as well as name: a name started outside Switchyard on a
 //! second node must not mix its members into the first. Every write is the [`APPLY`] script,
@@ -22,8 +23,11 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use serde::Serialize;
 
-use super::{Change, LiveConference, LiveError, Member, NodeLoad};
+use super::{Change, LeaveReason, LiveConference, LiveError, Member, NodeLoad};
 use crate::coord::Coord;
+
+/// How long an announced exit waits for its member to leave.
+const EXIT_TTL_MS: i64 = 120_000;
 
 /// How long one Redis round trip may take.
 const TIMEOUT: Duration = Duration::from_secs(2);
@@ -251,6 +255,44 @@ impl RedisLive {
         }
         members.sort_by(|a, b| (&a.conference, a.member_id).cmp(&(&b.conference, b.member_id)));
         Ok(members)
+    }
+
+    pub(super) async fn expect_exit(
+        &self,
+        node: &str,
+        name: &str,
+        member_id: u32,
+        reason: LeaveReason,
+    ) -> Result<(), LiveError> {
+        let key = self.conf_key(node, name, "exits");
+        let mut conn = self.conn();
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .hset(&key, member_id, reason.as_str())
+            .ignore()
+            .pexpire(&key, EXIT_TTL_MS)
+            .ignore();
+        bounded(pipe.query_async::<()>(&mut conn)).await
+    }
+
+    pub(super) async fn take_exits(
+        &self,
+        node: &str,
+        name: &str,
+    ) -> Result<Vec<(u32, LeaveReason)>, LiveError> {
+        let key = self.conf_key(node, name, "exits");
+        let mut conn = self.conn();
+        let mut pipe = redis::pipe();
+        pipe.atomic().hgetall(&key).del(&key).ignore();
+        let (entries,): (Vec<(u32, String)>,) = bounded(pipe.query_async(&mut conn)).await?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|(id, reason)| {
+                serde_json::from_value(serde_json::Value::String(reason))
+                    .ok()
+                    .map(|r| (id, r))
+            })
+            .collect())
     }
 
     pub(super) async fn load_node(

@@ -40,7 +40,7 @@ use crate::store::NodeRecord;
 use health::{DegradedReason, Health};
 
 pub use place::{NodeRejection, PlaceError, Placed, PlacementRequest, place};
-pub use supervisor::SUBSCRIBED_EVENTS;
+pub use supervisor::{SUBSCRIBED_EVENTS, hang_up_with};
 pub use sync::start;
 
 /// What the last HEARTBEAT of a node said.

@@ -16,7 +16,7 @@ use super::placement::{self, Candidate, Policy, Rejection};
 use crate::app::App;
 use crate::events::Event;
 use crate::metrics::Metrics;
-use crate::store::{Claim, ConferenceRecord, NewConference, Origin, StoreError};
+use crate::store::{Claim, ConferenceOptions, ConferenceRecord, NewConference, Origin, StoreError};
 
 /// What the caller wants placed.
 #[derive(Debug, Clone)]
@@ -25,6 +25,8 @@ pub struct PlacementRequest {
     pub profile: String,
     /// Labels the node must carry, e.g. `region = "eu"`.
     pub labels: BTreeMap<String, String>,
+    /// Options of a new conference (an existing one keeps its own).
+    pub options: ConferenceOptions,
 }
 
 /// A placement and whether this request made it.
@@ -86,6 +88,7 @@ pub async fn place(app: &App, request: &PlacementRequest) -> Result<Placed, Plac
         profile: request.profile.clone(),
         labels: request.labels.clone(),
         origin: Origin::Placed,
+        options: request.options.clone(),
     };
     match app.store.claim_conference(&new).await? {
         Claim::Claimed(conference) => {

@@ -22,6 +22,7 @@ use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
 use esl::EventFormat;
+use esl::conference::Action;
 use esl::conn::{ClientEvent, ConnectConfig, EslClient, Events};
 use secrecy::ExposeSecret as _;
 use tokio::task::JoinHandle;
@@ -37,7 +38,7 @@ use crate::events::{Bus, Event};
 use crate::live::snapshot::{self, ConferenceSnapshot};
 use crate::live::{Change, LeaveReason, LiveError, LiveStore, NodeLive};
 use crate::metrics::{Metrics, OutcomeLabel};
-use crate::store::{Claim, EndReason, NewConference, NodeRecord, Origin, Store};
+use crate::store::{Claim, EndReason, NewConference, NewStay, NodeRecord, Origin, Store};
 
 /// Events every node connection subscribes to. The client always listens for HEARTBEAT and
 /// BACKGROUND_JOB itself but passes HEARTBEATs on only when asked. `CUSTOM` must come last
@@ -352,6 +353,14 @@ impl Supervisor {
                             "conference event"
                         );
                         self.take_or_drop_ownership(now).await;
+                        if self.live.is_some()
+                            && matches!(
+                                conf.action(),
+                                Action::DelMember | Action::KickMember | Action::ConferenceDestroy
+                            )
+                        {
+                            self.load_exits(conf.name()).await;
+                        }
                         if let Some(live) = self.live.as_mut() {
                             let changes = live.apply_event(&conf, Utc::now());
                             let profile = conf.profile().map(str::to_owned);
@@ -387,6 +396,7 @@ impl Supervisor {
             if now >= self.next_reap {
                 self.next_reap = now + reap_interval(&self.ctx.pool_config);
                 self.reap_idle().await;
+                self.enforce_max_duration().await;
             }
             if now >= self.next_publish {
                 self.publish_view(now).await;
@@ -534,6 +544,23 @@ impl Supervisor {
         self.count_reconciliation(if restarted { "restarted" } else { "ok" });
     }
 
+    /// Copies the exits other code announced for conference `name` (uninvited, ended, …) into
+    /// the live state, so the coming `del-member`s carry their reasons.
+    async fn load_exits(&mut self, name: &str) {
+        match self.ctx.live.take_exits(&self.id, name).await {
+            Ok(exits) => {
+                if let Some(live) = self.live.as_mut() {
+                    for (member_id, reason) in exits {
+                        live.expect_exit(name, member_id, reason);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(node = %self.id, conference = %name, error = %e, "cannot read announced exits")
+            }
+        }
+    }
+
     fn count_reconciliation(&self, outcome: &str) {
         self.ctx
             .metrics
@@ -589,6 +616,17 @@ impl Supervisor {
                     "member joined"
                 );
                 self.update_occupancy(&member.conference).await;
+                let stay = NewStay {
+                    name: &member.conference,
+                    node_id: &self.id,
+                    member_id: member.member_id,
+                    user_id: member.user_id.as_deref(),
+                    caller_id_name: &member.caller_id_name,
+                    joined_at: member.joined_at,
+                };
+                if let Err(e) = self.ctx.store.open_stay(&stay).await {
+                    tracing::warn!(node = %self.id, error = %e, "cannot record the member's stay");
+                }
             }
             Change::MemberLeft { member, reason } => {
                 tracing::info!(
@@ -605,6 +643,20 @@ impl Supervisor {
                     .get_or_create(&Metrics::reason(reason.as_str()))
                     .inc();
                 self.update_occupancy(&member.conference).await;
+                if let Err(e) = self
+                    .ctx
+                    .store
+                    .close_stay(
+                        &self.id,
+                        &member.conference,
+                        member.member_id,
+                        reason.as_str(),
+                        Utc::now(),
+                    )
+                    .await
+                {
+                    tracing::warn!(node = %self.id, error = %e, "cannot close the member's stay");
+                }
             }
             Change::ConferenceEnded { name, reason, .. } => {
                 tracing::info!(
@@ -645,6 +697,7 @@ impl Supervisor {
             profile: profile.unwrap_or("default").to_owned(),
             labels: Default::default(),
             origin: Origin::Adopted,
+            options: Default::default(),
         };
         match self.ctx.store.claim_conference(&new).await {
             Ok(Claim::Claimed(conference)) => {
@@ -711,13 +764,65 @@ impl Supervisor {
         }
     }
 
-    async fn reap_idle(&self) {
-        let idle = chrono::TimeDelta::from_std(self.ctx.pool_config.idle_timeout())
-            .unwrap_or(chrono::TimeDelta::MAX);
-        let Some(before) = Utc::now().checked_sub_signed(idle) else {
-            return;
+    /// Hangs up conferences past their `max_duration_secs` (counted from the first join):
+    /// members leave with `duration_exceeded`, the placement ends.
+    async fn enforce_max_duration(&self) {
+        let placements = match self.ctx.store.live_conferences_on(&self.id).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(node = %self.id, error = %e, "cannot check conference durations");
+                return;
+            }
         };
-        match self.ctx.store.end_idle_conferences(&self.id, before).await {
+        let now = Utc::now();
+        for conference in placements {
+            let (Some(max), Some(started)) =
+                (conference.options.max_duration_secs, conference.started_at)
+            else {
+                continue;
+            };
+            if now.signed_duration_since(started) < chrono::TimeDelta::seconds(max.into()) {
+                continue;
+            }
+            tracing::info!(node = %self.id, conference = %conference.name, max_duration_secs = max, "conference reached its maximum duration");
+            hang_up(
+                &self.ctx,
+                &self.id,
+                &conference.name,
+                LeaveReason::DurationExceeded,
+            )
+            .await;
+            match self
+                .ctx
+                .store
+                .end_conference(&conference.id, EndReason::DurationExceeded)
+                .await
+            {
+                Ok(true) => {
+                    self.ctx
+                        .metrics
+                        .conferences_ended
+                        .get_or_create(&Metrics::reason(EndReason::DurationExceeded.as_str()))
+                        .inc();
+                    self.ctx.bus.publish(Event::ConferenceEnded {
+                        conference,
+                        reason: EndReason::DurationExceeded,
+                    });
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(node = %self.id, error = %e, "cannot end conference"),
+            }
+        }
+    }
+
+    async fn reap_idle(&self) {
+        let default = self.ctx.pool_config.idle_timeout();
+        match self
+            .ctx
+            .store
+            .end_idle_conferences(&self.id, Utc::now(), default)
+            .await
+        {
             Ok(ended) => {
                 for conference in ended {
                     tracing::info!(
@@ -739,6 +844,54 @@ impl Supervisor {
             Err(e) => tracing::warn!(node = %self.id, error = %e, "cannot reap idle conferences"),
         }
     }
+}
+
+/// Announces `reason` for every member of conference `name` on `node`, then asks the node to
+/// hang them all up (`conference <name> hup all`). Best effort, bounded by [`REQUEST_TIMEOUT`],
+/// run beside the caller so that a supervisor never waits on its own node's reply.
+pub(crate) async fn hang_up(ctx: &Ctx, node: &str, name: &str, reason: LeaveReason) {
+    hang_up_with(&ctx.live, ctx.pool.client(node), node, name, reason).await;
+}
+
+/// [`hang_up`] from parts (request handlers have no `Ctx`).
+pub async fn hang_up_with(
+    live: &LiveStore,
+    client: Option<EslClient>,
+    node: &str,
+    name: &str,
+    reason: LeaveReason,
+) {
+    match live.conference_members(node, name).await {
+        Ok(members) => {
+            for m in members {
+                if let Err(e) = live.expect_exit(node, name, m.member_id, reason).await {
+                    tracing::warn!(node, conference = name, error = %e, "cannot announce exit");
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(node, conference = name, error = %e, "cannot list members to hang up")
+        }
+    }
+    let Some(client) = client else {
+        return;
+    };
+    let command = format!("conference {name} hup all");
+    let (node, name) = (node.to_owned(), name.to_owned());
+    tokio::spawn(async move {
+        match tokio::time::timeout(REQUEST_TIMEOUT, client.api(&command)).await {
+            Ok(Ok(reply)) => tracing::debug!(
+                node = %node,
+                conference = %name,
+                reply = %String::from_utf8_lossy(&reply).trim(),
+                "hung up conference"
+            ),
+            Ok(Err(e)) => {
+                tracing::warn!(node = %node, conference = %name, error = %e, "hangup failed")
+            }
+            Err(_) => tracing::warn!(node = %node, conference = %name, "hangup timed out"),
+        }
+    });
 }
 
 /// Reads the node back: `global_getvar core_uuid`, `status` (uptime) and

@@ -1,9 +1,4 @@
-//! Who may join which conference, as the dialplan asks it.
-//!
-//! Today this reads the `invitations` table only: an invitation for (conference, user) admits
-//! the user with the invitation's profile. Locked and full conferences, open (invitation-less)
-//! conferences and participant limits come with the conference issue, which fills in
-//! [`Store::conference_admission`] without changing its signature.
+//! Conference placements (the `conferences` table, live and history) and who may join them.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -25,33 +20,32 @@ pub enum Admission {
 }
 
 impl Store {
-    /// May `user_id` join conference `name`?
+    /// May `user_id` join conference `name`? An invitation admits (with the conference's
+    /// profile once it is placed); an open conference admits anyone; a conference at its
+    /// `max_members` admits nobody more.
     pub async fn conference_admission(
         &self,
         name: &str,
         user_id: &str,
     ) -> Result<Admission, StoreError> {
-        const SQLITE: &str = "SELECT profile FROM invitations WHERE name = ?1 AND user_id = ?2";
-        const POSTGRES: &str = "SELECT profile FROM invitations WHERE name = $1 AND user_id = $2";
-        let profile: Option<(String,)> = match self {
-            Self::Sqlite(pool) => {
-                sqlx::query_as(SQLITE)
-                    .bind(name)
-                    .bind(user_id)
-                    .fetch_optional(pool)
-                    .await?
-            }
-            Self::Postgres(pool) => {
-                sqlx::query_as(POSTGRES)
-                    .bind(name)
-                    .bind(user_id)
-                    .fetch_optional(pool)
-                    .await?
-            }
-        };
-        Ok(match profile {
-            Some((profile,)) => Admission::Join { profile },
-            None => Admission::Unknown,
+        let placement = self.live_conference(name).await?;
+        let invitation = self.invitation(name, user_id).await?;
+        if let Some(p) = &placement
+            && p.options
+                .max_members
+                .is_some_and(|max| p.member_count >= max)
+            && (invitation.is_some() || p.options.open)
+        {
+            return Ok(Admission::Full);
+        }
+        Ok(match (placement, invitation) {
+            (Some(p), Some(_)) => Admission::Join { profile: p.profile },
+            (None, Some(invitation)) => Admission::Join {
+                profile: invitation.profile,
+            },
+            (Some(p), None) if p.options.open => Admission::Join { profile: p.profile },
+            (Some(_), None) => Admission::Forbidden,
+            (None, None) => Admission::Unknown,
         })
     }
 }
@@ -70,6 +64,8 @@ pub enum EndReason {
     NodeRestarted,
     /// Its node was removed from the pool with `force`.
     NodeRemoved,
+    /// It reached its `max_duration_secs`.
+    DurationExceeded,
 }
 
 impl EndReason {
@@ -80,6 +76,7 @@ impl EndReason {
             Self::NodeDown => "node_down",
             Self::NodeRestarted => "node_restarted",
             Self::NodeRemoved => "node_removed",
+            Self::DurationExceeded => "duration_exceeded",
         }
     }
 }
@@ -117,10 +114,34 @@ pub struct ConferenceRecord {
     pub peak_members: u32,
     pub ended_at: Option<DateTime<Utc>>,
     pub end_reason: Option<String>,
+    pub options: ConferenceOptions,
+    /// Members on the node now (kept by the node's owner).
+    pub member_count: u32,
+    /// When the first member joined (`max_duration_secs` counts from here).
+    pub started_at: Option<DateTime<Utc>>,
+}
+
+/// Per-conference options, fixed when it is placed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConferenceOptions {
+    /// The dialplan refuses callers beyond this many members (SIP 486).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_members: Option<u32>,
+    /// Members are hung up (reason `duration_exceeded`) this long after the first joined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_duration_secs: Option<u32>,
+    /// Ends the conference (and its invitations) this long after the last member left;
+    /// `pool.idle_timeout_secs` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_secs: Option<u32>,
+    /// Any user with SIP credentials may join, invited or not.
+    #[serde(default)]
+    pub open: bool,
 }
 
 #[derive(sqlx::FromRow)]
-struct ConferenceRow {
+pub(super) struct ConferenceRow {
     id: String,
     name: String,
     node_id: String,
@@ -132,6 +153,20 @@ struct ConferenceRow {
     peak_members: i32,
     ended_at: Option<DateTime<Utc>>,
     end_reason: Option<String>,
+    max_members: Option<i32>,
+    max_duration_secs: Option<i32>,
+    idle_timeout_secs: Option<i32>,
+    open: bool,
+    member_count: i32,
+    started_at: Option<DateTime<Utc>>,
+}
+
+fn opt_u32(v: Option<i32>) -> Option<u32> {
+    v.and_then(|v| u32::try_from(v).ok())
+}
+
+fn opt_i32(v: Option<u32>) -> Option<i32> {
+    v.map(|v| i32::try_from(v).unwrap_or(i32::MAX))
 }
 
 impl From<ConferenceRow> for ConferenceRecord {
@@ -148,12 +183,21 @@ impl From<ConferenceRow> for ConferenceRecord {
             peak_members: u32::try_from(r.peak_members.max(0)).unwrap_or(u32::MAX),
             ended_at: r.ended_at,
             end_reason: r.end_reason,
+            options: ConferenceOptions {
+                max_members: opt_u32(r.max_members),
+                max_duration_secs: opt_u32(r.max_duration_secs),
+                idle_timeout_secs: opt_u32(r.idle_timeout_secs),
+                open: r.open,
+            },
+            member_count: u32::try_from(r.member_count.max(0)).unwrap_or(u32::MAX),
+            started_at: r.started_at,
         }
     }
 }
 
-const CONFERENCE_COLUMNS: &str = "id, name, node_id, profile, labels, origin, created_at, \
-                                  idle_since, peak_members, ended_at, end_reason";
+pub(super) const CONFERENCE_COLUMNS: &str = "id, name, node_id, profile, labels, origin, created_at, \
+     idle_since, peak_members, ended_at, end_reason, max_members, max_duration_secs, \
+     idle_timeout_secs, open, member_count, started_at";
 
 /// A placement to record.
 #[derive(Debug, Clone)]
@@ -163,6 +207,7 @@ pub struct NewConference {
     pub profile: String,
     pub labels: BTreeMap<String, String>,
     pub origin: Origin,
+    pub options: ConferenceOptions,
 }
 
 /// The outcome of [`Store::claim_conference`].
@@ -190,7 +235,8 @@ impl Store {
     pub async fn claim_conference(&self, new: &NewConference) -> Result<Claim, StoreError> {
         let sql = format!(
             "INSERT INTO conferences (id, name, node_id, profile, labels, origin, created_at, \
-             idle_since, peak_members) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, 0) \
+             idle_since, peak_members, max_members, max_duration_secs, idle_timeout_secs, open) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, 0, $8, $9, $10, $11) \
              RETURNING {CONFERENCE_COLUMNS}"
         );
         let id = new_conference_id();
@@ -206,6 +252,10 @@ impl Store {
                     .bind(&labels)
                     .bind(new.origin.as_str())
                     .bind(now)
+                    .bind(opt_i32(new.options.max_members))
+                    .bind(opt_i32(new.options.max_duration_secs))
+                    .bind(opt_i32(new.options.idle_timeout_secs))
+                    .bind(new.options.open)
                     .fetch_one(pool)
                     .await
             }
@@ -218,6 +268,10 @@ impl Store {
                     .bind(&labels)
                     .bind(new.origin.as_str())
                     .bind(now)
+                    .bind(opt_i32(new.options.max_members))
+                    .bind(opt_i32(new.options.max_duration_secs))
+                    .bind(opt_i32(new.options.idle_timeout_secs))
+                    .bind(new.options.open)
                     .fetch_one(pool)
                     .await
             }
@@ -290,7 +344,8 @@ impl Store {
             .collect())
     }
 
-    /// Ends the live placement `id` (no-op if it already ended). `true` if this call ended it.
+    /// Ends the live placement `id` (no-op if it already ended) and deletes the invitations of
+    /// its name. `true` if this call ended it.
     pub async fn end_conference(&self, id: &str, reason: EndReason) -> Result<bool, StoreError> {
         const SQL: &str = "UPDATE conferences SET ended_at = $2, end_reason = $3 \
                            WHERE id = $1 AND ended_at IS NULL";
@@ -311,6 +366,23 @@ impl Store {
                 .await?
                 .rows_affected(),
         };
+        if affected > 0 {
+            // Invitations live as long as their conference.
+            const INVITATIONS: &str =
+                "DELETE FROM invitations WHERE name = (SELECT name FROM conferences WHERE id = $1)";
+            match self {
+                Self::Sqlite(pool) => sqlx::query(INVITATIONS)
+                    .bind(id)
+                    .execute(pool)
+                    .await
+                    .map(drop)?,
+                Self::Postgres(pool) => sqlx::query(INVITATIONS)
+                    .bind(id)
+                    .execute(pool)
+                    .await
+                    .map(drop)?,
+            }
+        }
         Ok(affected > 0)
     }
 
@@ -323,13 +395,15 @@ impl Store {
         members: u32,
     ) -> Result<(), StoreError> {
         const BUSY_SQLITE: &str = "UPDATE conferences SET idle_since = NULL, \
-             peak_members = MAX(peak_members, $3) \
+             peak_members = MAX(peak_members, $3), member_count = $3, \
+             started_at = COALESCE(started_at, $4) \
              WHERE name = $1 AND node_id = $2 AND ended_at IS NULL";
         const BUSY_POSTGRES: &str = "UPDATE conferences SET idle_since = NULL, \
-             peak_members = GREATEST(peak_members, $3) \
+             peak_members = GREATEST(peak_members, $3), member_count = $3, \
+             started_at = COALESCE(started_at, $4) \
              WHERE name = $1 AND node_id = $2 AND ended_at IS NULL";
-        const IDLE: &str = "UPDATE conferences SET idle_since = COALESCE(idle_since, $3) \
-             WHERE name = $1 AND node_id = $2 AND ended_at IS NULL";
+        const IDLE: &str = "UPDATE conferences SET idle_since = COALESCE(idle_since, $3), \
+             member_count = 0 WHERE name = $1 AND node_id = $2 AND ended_at IS NULL";
         let members = i32::try_from(members).unwrap_or(i32::MAX);
         let now = now();
         match self {
@@ -339,6 +413,7 @@ impl Store {
                         .bind(name)
                         .bind(node_id)
                         .bind(members)
+                        .bind(now)
                 } else {
                     sqlx::query(IDLE).bind(name).bind(node_id).bind(now)
                 };
@@ -350,6 +425,7 @@ impl Store {
                         .bind(name)
                         .bind(node_id)
                         .bind(members)
+                        .bind(now)
                 } else {
                     sqlx::query(IDLE).bind(name).bind(node_id).bind(now)
                 };
@@ -359,17 +435,27 @@ impl Store {
         Ok(())
     }
 
-    /// Ends the placements on `node_id` idle since before `before`; returns them.
+    /// Ends the placements on `node_id` idle for longer than their `idle_timeout_secs` (or
+    /// `default_timeout`) at `now`; returns them.
     pub async fn end_idle_conferences(
         &self,
         node_id: &str,
-        before: DateTime<Utc>,
+        now: DateTime<Utc>,
+        default_timeout: std::time::Duration,
     ) -> Result<Vec<ConferenceRecord>, StoreError> {
         let stale: Vec<ConferenceRecord> = self
             .live_conferences_on(node_id)
             .await?
             .into_iter()
-            .filter(|c| c.idle_since.is_some_and(|t| t < before))
+            .filter(|c| {
+                let timeout = c.options.idle_timeout_secs.map_or(default_timeout, |s| {
+                    std::time::Duration::from_secs(s.into())
+                });
+                let timeout =
+                    chrono::TimeDelta::from_std(timeout).unwrap_or(chrono::TimeDelta::MAX);
+                c.idle_since
+                    .is_some_and(|t| now.signed_duration_since(t) >= timeout)
+            })
             .collect();
         let mut ended = Vec::with_capacity(stale.len());
         for conference in stale {

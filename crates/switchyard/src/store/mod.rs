@@ -12,6 +12,8 @@
 
 mod conferences;
 mod credentials;
+mod history;
+mod invitations;
 mod nodes;
 mod users;
 
@@ -26,9 +28,12 @@ use sqlx::sqlite::{
 };
 
 pub use conferences::{
-    Admission, Claim, ConferenceRecord, EndReason, NewConference, NodeConferenceCounts, Origin,
+    Admission, Claim, ConferenceOptions, ConferenceRecord, EndReason, NewConference,
+    NodeConferenceCounts, Origin,
 };
 pub use credentials::{DirectoryEntry, NewSipCredential};
+pub use history::{ConferenceFilter, Cursor, MemberStay, NewStay, StayFilter};
+pub use invitations::{Invitation, NewInvitation};
 pub use nodes::{NodeRecord, NodeSource, NodeSpec};
 pub use users::{UpsertUser, User};
 

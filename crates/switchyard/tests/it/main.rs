@@ -3,12 +3,14 @@
 //! - `store`: the same assertions against SQLite and PostgreSQL (`DATABASE_URL`).
 //! - `serve`: `switchyard::run` in-process on a port-0 listener.
 //! - `nodes`: ESL supervision against simulated FreeSWITCH nodes (fsim).
+//! - `conferences`: invitations, live members, control, limits, history over REST with fsim.
 //! - `pool`: the node pool (nodes API, health, placement, drain, loss, reconciliation, metrics).
 //! - `replicas`: several replicas on PostgreSQL + Redis (leases, shared placement and live state).
 //! - `redis`: the optional Redis connection (`REDIS_URL`).
 //! - `binary`: the real `switchyard` executable: startup line, probes, signals, bad configs.
 
 mod binary;
+mod conferences;
 mod directory;
 mod nodes;
 mod pool;

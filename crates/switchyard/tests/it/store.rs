@@ -405,6 +405,7 @@ async fn conference_claims_are_atomic() {
             profile: "video".to_owned(),
             labels: Default::default(),
             origin: Origin::Placed,
+            options: Default::default(),
         };
         let attempts: Vec<_> = (0..8)
             .map(|i| {
@@ -463,7 +464,7 @@ async fn conference_claims_are_atomic() {
 
         let later = chrono::Utc::now() + chrono::TimeDelta::seconds(1);
         let reaped = store
-            .end_idle_conferences(&winner.node_id, later)
+            .end_idle_conferences(&winner.node_id, later, Duration::from_millis(500))
             .await
             .expect("reap");
         assert_eq!(reaped.len(), 1, "{backend}");
@@ -497,5 +498,77 @@ async fn conference_claims_are_atomic() {
             2,
             "{backend}: history kept"
         );
+    }
+}
+
+/// Member stays open at join, close at leave with a reason, and list newest first by page.
+#[tokio::test]
+async fn member_stays_history() {
+    use switchyard::store::{Cursor, NewStay, StayFilter};
+    for db in test_dbs().await {
+        let store = &db.store;
+        let backend = db.backend();
+        let t0 = chrono::Utc::now();
+        for (i, user) in ["a", "b", "c"].into_iter().enumerate() {
+            let stay = NewStay {
+                name: "room",
+                node_id: "fs1",
+                member_id: u32::try_from(i).unwrap_or(0) + 1,
+                user_id: Some(user),
+                caller_id_name: user,
+                joined_at: t0 + chrono::TimeDelta::seconds(i64::try_from(i).unwrap_or(0)),
+            };
+            store
+                .open_stay(&stay)
+                .await
+                .unwrap_or_else(|e| panic!("{backend}: open: {}", switchyard::error_chain(&e)));
+            store.open_stay(&stay).await.expect("open twice is a no-op");
+        }
+        assert!(
+            store
+                .close_stay("fs1", "room", 2, "kicked", t0)
+                .await
+                .expect("close")
+        );
+        assert!(
+            !store
+                .close_stay("fs1", "room", 2, "hangup", t0)
+                .await
+                .expect("again")
+        );
+        let all = store
+            .stays(&StayFilter::default(), None, 10)
+            .await
+            .unwrap_or_else(|e| panic!("{backend}: list: {}", switchyard::error_chain(&e)));
+        let users: Vec<_> = all.iter().filter_map(|s| s.user_id.clone()).collect();
+        assert_eq!(users, ["c", "b", "a"], "{backend}: newest first");
+        assert_eq!(all[1].reason.as_deref(), Some("kicked"));
+        let first = store
+            .stays(&StayFilter::default(), None, 2)
+            .await
+            .expect("page 1");
+        let last = first.last().expect("row");
+        let cursor = Cursor {
+            at: last.joined_at,
+            id: last.id.clone(),
+        };
+        let second = store
+            .stays(&StayFilter::default(), Some(&cursor), 2)
+            .await
+            .expect("page 2");
+        assert_eq!(second.len(), 1);
+        assert_eq!(second[0].user_id.as_deref(), Some("a"));
+        let by_user = store
+            .stays(
+                &StayFilter {
+                    name: Some("room".to_owned()),
+                    user_id: Some("b".to_owned()),
+                },
+                None,
+                10,
+            )
+            .await
+            .expect("filtered");
+        assert_eq!(by_user.len(), 1, "{backend}");
     }
 }
