@@ -34,11 +34,14 @@ pub enum Event {
     },
     /// An invitation was cancelled.
     InvitationCancelled { name: String, user_id: String },
-    /// A node's health changed, as this replica sees it.
+    /// A node's health changed, as this replica sees it. Every replica announces its own
+    /// view; `owner` is set on the node's owner, whose announcement is the one to forward
+    /// (webhooks), so that each change goes out once.
     NodeHealth {
         node: String,
         from: Health,
         to: Health,
+        owner: bool,
     },
 }
 

@@ -47,6 +47,8 @@ impl MemoryLive {
                 Change::ConferenceEnded { name, .. } => {
                     confs.remove(name);
                 }
+                // Recordings are history (database), not live state.
+                Change::RecordingStarted { .. } | Change::RecordingStopped { .. } => {}
             }
         }
     }

@@ -110,6 +110,21 @@ pub enum Change {
         member: Member,
         reason: LeaveReason,
     },
+    /// The node started recording the conference (or streaming it: an `rtmp://` path).
+    RecordingStarted {
+        node: String,
+        name: String,
+        path: String,
+        /// The node's error text when the recording could not start.
+        error: Option<String>,
+    },
+    /// A recording of the conference ended (`milliseconds`: its length, when the node says).
+    RecordingStopped {
+        node: String,
+        name: String,
+        path: String,
+        milliseconds: Option<u64>,
+    },
     /// The node no longer runs the conference (its placement may live on, idle).
     ConferenceEnded {
         node: String,

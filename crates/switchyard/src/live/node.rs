@@ -158,6 +158,29 @@ impl NodeLive {
                 }
             }
             Action::FloorChange => self.move_floor(name, ev, &mut changes),
+            Action::StartRecording => {
+                if let Some(path) = ev.recording_path() {
+                    changes.push(Change::RecordingStarted {
+                        node: self.node.clone(),
+                        name: name.to_owned(),
+                        path: path.to_owned(),
+                        error: ev.event().get("Error").map(str::to_owned),
+                    });
+                }
+            }
+            Action::StopRecording => {
+                if let Some(path) = ev.recording_path() {
+                    changes.push(Change::RecordingStopped {
+                        node: self.node.clone(),
+                        name: name.to_owned(),
+                        path: path.to_owned(),
+                        milliseconds: ev
+                            .event()
+                            .get("Milliseconds-Elapsed")
+                            .and_then(|v| v.trim().parse().ok()),
+                    });
+                }
+            }
             _ => {}
         }
         changes
@@ -398,6 +421,8 @@ mod tests {
                     Some(format!("end {name} {}", reason.as_str()))
                 }
                 Change::MemberUpdated(_) => None,
+                Change::RecordingStarted { path, .. } => Some(format!("record {path}")),
+                Change::RecordingStopped { path, .. } => Some(format!("stop {path}")),
             })
             .collect()
     }

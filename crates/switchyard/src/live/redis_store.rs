@@ -171,6 +171,7 @@ impl RedisLive {
                     user: member.user_id.as_deref(),
                 }),
                 Change::ConferenceEnded { name, .. } => ops.push(Op::End { name }),
+                Change::RecordingStarted { .. } | Change::RecordingStopped { .. } => {}
             }
         }
         let ops = serde_json::to_string(&ops).map_err(|e| LiveError::Corrupt(e.to_string()))?;

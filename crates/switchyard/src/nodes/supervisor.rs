@@ -284,6 +284,7 @@ impl Supervisor {
             node: self.id.clone(),
             from,
             to,
+            owner: self.live.is_some(),
         });
     }
 
@@ -666,6 +667,14 @@ impl Supervisor {
                     "conference ended on node"
                 );
                 self.update_occupancy(name).await;
+            }
+            Change::RecordingStarted {
+                name, path, error, ..
+            } => {
+                tracing::info!(node = %self.id, conference = %name, path = %path, error = error.as_deref().unwrap_or(""), "recording started");
+            }
+            Change::RecordingStopped { name, path, .. } => {
+                tracing::info!(node = %self.id, conference = %name, path = %path, "recording stopped");
             }
             Change::MemberUpdated(_) => {}
         }
