@@ -537,6 +537,29 @@ fn rate_of(tx: &Tx<'_>, profile: &str) -> u32 {
 // conference
 // -------------------------------------------------------------------------------------------
 
+/// `conference <name> play <file> [async]` (conference-wide only). fsim has no sound files:
+/// `tone_stream://` and `silence_stream://` play, as does any file that exists on this host;
+/// anything else is FreeSWITCH's "not found" (conference_api.c, not captured).
+fn play(tx: &mut Tx<'_>, name: &str, rest: &[&str]) -> String {
+    let (file, is_async) = match rest {
+        [file] => (*file, false),
+        [file, flag] if flag.eq_ignore_ascii_case("async") => (*file, true),
+        _ => return usage("play"),
+    };
+    let playable = file.starts_with("tone_stream://")
+        || file.starts_with("silence_stream://")
+        || std::path::Path::new(file).is_file();
+    if !playable {
+        return format!("-ERR (play) File: {file} not found.\n");
+    }
+    let ctx = tx.ctx.clone();
+    if let Some(conf) = tx.st.conferences.get(name) {
+        let event = conf.play_event(&ctx, file, is_async);
+        tx.out.push(event);
+    }
+    format!("+OK (play) Playing file {file}\n")
+}
+
 /// The usage line of a conference sub-command, from the captured usage text.
 fn usage(sub: &str) -> String {
     let prefix = format!("<conf name> {sub} ");
@@ -626,6 +649,7 @@ fn conference(tx: &mut Tx<'_>, args: &str) -> String {
             }
             format!("+OK {name} {sub}ed\n")
         }
+        "play" => play(tx, name, rest),
         "record" => record(tx, name, rest),
         "norecord" => norecord(tx, name, rest),
         "vid-floor" => vid_floor(tx, name, rest),

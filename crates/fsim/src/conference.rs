@@ -190,6 +190,7 @@ pub(crate) const UNVMUTE: Origin = at("conference_api.c", "conference_api_sub_un
 pub(crate) const HUP: Origin = at("conference_api.c", "conference_api_sub_hup", 866);
 const LOCK: Origin = at("conference_api.c", "conference_api_sub_lock", 2541);
 const UNLOCK: Origin = at("conference_api.c", "conference_api_sub_unlock", 2577);
+const PLAY: Origin = at("conference_api.c", "conference_api_sub_play", 2817);
 const START_RECORDING: Origin = at("conference_record.c", "conference_record_thread_run", 254);
 const STOP_RECORDING: Origin = at("conference_record.c", "conference_record_thread_run", 403);
 const VIDEO_FLOOR: Origin = at(
@@ -297,6 +298,17 @@ impl Conference {
         } else {
             self.conference_event(ctx, "unlock", UNLOCK)
         }
+    }
+
+    /// `play-file` of `conference <name> play <file>`: C block, `Action`, `File`, `Async`
+    /// (conference_api.c; not captured).
+    pub fn play_event(&self, ctx: &EventCtx, file: &str, is_async: bool) -> Event {
+        let mut b = self.base(ctx, PLAY);
+        self.add_data(&mut b);
+        b.add("Action", "play-file");
+        b.add("File", file);
+        b.add("Async", if is_async { "true" } else { "false" });
+        b.build()
     }
 
     /// A member event (M block, then `Action`).

@@ -69,6 +69,18 @@ pub enum ApiError {
     ConferenceNotFound,
     #[error("no such invitation, and the user is not in the conference")]
     InvitationNotFound,
+    /// The node says there is no such member.
+    #[error("the node has no such member: {0}")]
+    MemberNotFound(String),
+    /// Placed, but not running on its node (nobody joined yet, or everyone left).
+    #[error("the conference is not running on its node: {0}")]
+    ConferenceNotRunning(String),
+    /// The node answered `-ERR` to a control command.
+    #[error("the node refused: {0}")]
+    NodeRefused(String),
+    /// The conference's node cannot be reached now.
+    #[error("{0}")]
+    NodeUnreachable(String),
     #[error("the conference has profile {actual:?}, not {asked:?}")]
     ProfileConflict { asked: String, actual: String },
     #[error("invalid conference name {0:?}: it must match {pattern}", pattern = crate::ids::CONFERENCE_NAME_PATTERN)]
@@ -135,7 +147,9 @@ impl ApiError {
             Self::NodeNotFound | Self::ConferenceNotFound | Self::InvitationNotFound => {
                 StatusCode::NOT_FOUND
             }
-            Self::ProfileConflict { .. } => StatusCode::CONFLICT,
+            Self::ProfileConflict { .. } | Self::NodeRefused(_) => StatusCode::CONFLICT,
+            Self::MemberNotFound(_) | Self::ConferenceNotRunning(_) => StatusCode::NOT_FOUND,
+            Self::NodeUnreachable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::NodeExists | Self::NodeNotEmpty { .. } | Self::NodeInConfig => {
                 StatusCode::CONFLICT
             }
@@ -172,6 +186,10 @@ impl ApiError {
             Self::ConferenceNotFound => "conference_not_found",
             Self::InvitationNotFound => "invitation_not_found",
             Self::ProfileConflict { .. } => "profile_conflict",
+            Self::MemberNotFound(_) => "member_not_found",
+            Self::ConferenceNotRunning(_) => "conference_not_running",
+            Self::NodeRefused(_) => "node_refused",
+            Self::NodeUnreachable(_) => "node_unreachable",
             Self::InvalidConferenceName(_) => "invalid_conference_name",
             Self::LiveUnavailable(_) => "live_state_unavailable",
             Self::Unexpected(_) => "internal",

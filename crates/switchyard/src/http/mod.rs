@@ -11,6 +11,7 @@
 //!   basic auth); answers are XML documents, errors are still problem documents.
 
 mod conferences;
+mod control;
 mod error;
 mod freeswitch;
 mod health;
@@ -31,6 +32,7 @@ pub use conferences::{
     ConferenceBody, Dial, InvitationList, InvitationResult, MemberBody, MemberList, NodeRef,
     PROFILES, Page, StayBody,
 };
+pub use control::{CommandResult, RecordingList, RecordingStarted};
 pub use error::{ApiError, Problem};
 pub use nodes::{NodeBody, NodeList};
 pub use users::{ApiPrincipal, LongLivedBody, SipCredentialBody, UserBody};
@@ -81,6 +83,24 @@ pub fn router(state: AppState) -> Router {
             delete(conferences::uninvite),
         )
         .route("/v1/conferences/{name}/members", get(conferences::members))
+        .route(
+            "/v1/conferences/{name}/members/{member_id}/{action}",
+            post(control::member_action),
+        )
+        .route("/v1/conferences/{name}/lock", post(control::lock))
+        .route("/v1/conferences/{name}/unlock", post(control::unlock))
+        .route("/v1/conferences/{name}/layout", post(control::layout))
+        .route("/v1/conferences/{name}/play", post(control::play))
+        .route(
+            "/v1/conferences/{name}/recordings",
+            get(control::recordings)
+                .post(control::start_recording)
+                .delete(control::stop_recordings),
+        )
+        .route(
+            "/v1/conferences/{name}/broadcasts",
+            post(control::start_broadcast).delete(control::stop_broadcasts),
+        )
         .route("/v1/members", get(conferences::user_members))
         .route(
             "/v1/history/conferences",

@@ -672,9 +672,30 @@ impl Supervisor {
                 name, path, error, ..
             } => {
                 tracing::info!(node = %self.id, conference = %name, path = %path, error = error.as_deref().unwrap_or(""), "recording started");
+                if let Err(e) = self
+                    .ctx
+                    .store
+                    .recording_started(&self.id, name, path, error.as_deref())
+                    .await
+                {
+                    tracing::warn!(node = %self.id, error = %e, "cannot record the recording");
+                }
             }
-            Change::RecordingStopped { name, path, .. } => {
+            Change::RecordingStopped {
+                name,
+                path,
+                milliseconds,
+                ..
+            } => {
                 tracing::info!(node = %self.id, conference = %name, path = %path, "recording stopped");
+                if let Err(e) = self
+                    .ctx
+                    .store
+                    .recording_stopped(&self.id, path, *milliseconds)
+                    .await
+                {
+                    tracing::warn!(node = %self.id, error = %e, "cannot record the recording's end");
+                }
             }
             Change::MemberUpdated(_) => {}
         }

@@ -15,6 +15,7 @@ mod credentials;
 mod history;
 mod invitations;
 mod nodes;
+mod recordings;
 mod users;
 
 use std::str::FromStr;
@@ -35,6 +36,7 @@ pub use credentials::{DirectoryEntry, NewSipCredential};
 pub use history::{ConferenceFilter, Cursor, MemberStay, NewStay, StayFilter};
 pub use invitations::{Invitation, NewInvitation};
 pub use nodes::{NodeRecord, NodeSource, NodeSpec};
+pub use recordings::{Recording, recording_kind};
 pub use users::{UpsertUser, User};
 
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");

@@ -474,3 +474,206 @@ async fn conference_endpoints_refuse_bad_input() {
     app.stop().await.expect("clean shutdown");
     sim.shutdown().await;
 }
+
+/// Control commands reach the node; its reply decides the answer; the state follows events.
+#[tokio::test]
+async fn control_commands_reach_the_node() {
+    let mut app = TestApp::spawn_configured(None, pool_config).await;
+    let sim = sim_node(&app, "fs-a").await;
+    add_node(&app, "fs-a", &sim, json!({})).await;
+    wait_state(&app, "fs-a", NodeState::Up).await;
+    let (u1, p1) = sip_user(&app, "u1").await;
+    let (u2, p2) = sip_user(&app, "u2").await;
+    for user in ["u1", "u2"] {
+        invite(&app, "ctl", json!({"user_id": user, "profile": "video"})).await;
+    }
+    let c1 = sim.call(&u1, &p1, "ctl", "video").await.expect("u1");
+    let c2 = sim.call(&u2, &p2, "ctl", "video").await.expect("u2");
+    wait_members(&app, "ctl", 2).await;
+    let base = app.url("");
+    let post = |path: String, body: Option<Value>| {
+        let url = format!("{base}{path}");
+        async move {
+            let mut request = client().post(url).bearer_auth(ADMIN_KEY);
+            if let Some(body) = body {
+                request = request.json(&body);
+            }
+            request.send().await.expect("POST")
+        }
+    };
+    let member = |user: &'static str| {
+        let app = &app;
+        async move {
+            let m: MemberList = get_json(app, &format!("/v1/members?user_id={user}")).await;
+            m.members.into_iter().next()
+        }
+    };
+
+    // Mute: FreeSWITCH's reply comes back, the member is muted by the node's event.
+    let response = post(
+        format!("/v1/conferences/ctl/members/{}/mute", c1.member_id),
+        None,
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let result: Value = response.json().await.expect("JSON");
+    assert_eq!(result["reply"], format!("+OK mute {}", c1.member_id));
+    eventually("u1 muted", || async {
+        member("u1").await.filter(|m| m.muted)
+    })
+    .await;
+    post(
+        format!("/v1/conferences/ctl/members/{}/unmute", c1.member_id),
+        None,
+    )
+    .await;
+    eventually("u1 unmuted", || async {
+        member("u1").await.filter(|m| !m.muted)
+    })
+    .await;
+    post(
+        format!("/v1/conferences/ctl/members/{}/deaf", c1.member_id),
+        None,
+    )
+    .await;
+    eventually("u1 deaf", || async {
+        member("u1").await.filter(|m| m.deaf)
+    })
+    .await;
+
+    // Errors from the node.
+    let missing = post("/v1/conferences/ctl/members/99/mute".to_owned(), None).await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let p = problem(missing).await;
+    assert_eq!(p.code, "member_not_found");
+    assert!(p.detail.contains("Non-Existant ID 99"), "{}", p.detail);
+    let dance = post("/v1/conferences/ctl/members/1/dance".to_owned(), None).await;
+    assert_eq!(problem(dance).await.code, "invalid_request");
+    let not_a_number = post("/v1/conferences/ctl/members/x/mute".to_owned(), None).await;
+    assert_eq!(not_a_number.status(), StatusCode::BAD_REQUEST);
+
+    // Lock, layout, play, floor.
+    let locked: Value = post("/v1/conferences/ctl/lock".to_owned(), None)
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(locked["reply"], "+OK ctl locked");
+    post("/v1/conferences/ctl/unlock".to_owned(), None).await;
+    let layout = post(
+        "/v1/conferences/ctl/layout".to_owned(),
+        Some(json!({"layout": "2x2"})),
+    )
+    .await;
+    assert_eq!(layout.status(), StatusCode::OK);
+    let group = post(
+        "/v1/conferences/ctl/layout".to_owned(),
+        Some(json!({"layout": "group:grid"})),
+    )
+    .await;
+    let group: Value = group.json().await.expect("JSON");
+    assert_eq!(group["reply"], "+OK Change to layout group [grid]");
+    let bad_layout = post(
+        "/v1/conferences/ctl/layout".to_owned(),
+        Some(json!({"layout": "a b"})),
+    )
+    .await;
+    assert_eq!(problem(bad_layout).await.code, "invalid_request");
+    let played = post(
+        "/v1/conferences/ctl/play".to_owned(),
+        Some(json!({"file": "tone_stream://%(100,0,440)"})),
+    )
+    .await;
+    assert_eq!(played.status(), StatusCode::OK);
+    let missing_file = post(
+        "/v1/conferences/ctl/play".to_owned(),
+        Some(json!({"file": "/nope.wav"})),
+    )
+    .await;
+    assert_eq!(missing_file.status(), StatusCode::CONFLICT);
+    let p = problem(missing_file).await;
+    assert_eq!(p.code, "node_refused");
+    assert!(
+        p.detail.contains("(play) File: /nope.wav not found."),
+        "{}",
+        p.detail
+    );
+    let floor = post(
+        format!("/v1/conferences/ctl/members/{}/floor", c2.member_id),
+        None,
+    )
+    .await;
+    assert_eq!(floor.status(), StatusCode::OK);
+
+    // Recording and broadcast: started, listed, stopped.
+    let started = post("/v1/conferences/ctl/recordings".to_owned(), None).await;
+    assert_eq!(started.status(), StatusCode::ACCEPTED);
+    let started: Value = started.json().await.expect("JSON");
+    let path = started["path"].as_str().expect("path").to_owned();
+    assert!(
+        path.starts_with("/var/lib/freeswitch/recordings/ctl/ctl-") && path.ends_with(".mp4"),
+        "{path}"
+    );
+    let bad_url = post(
+        "/v1/conferences/ctl/broadcasts".to_owned(),
+        Some(json!({"url": "http://x/live"})),
+    )
+    .await;
+    assert_eq!(problem(bad_url).await.code, "invalid_request");
+    let cast = post(
+        "/v1/conferences/ctl/broadcasts".to_owned(),
+        Some(json!({"url": "rtmp://127.0.0.1/live/ctl"})),
+    )
+    .await;
+    assert_eq!(cast.status(), StatusCode::ACCEPTED);
+    eventually("both listed", || async {
+        let list: Value = get_json(&app, "/v1/conferences/ctl/recordings").await;
+        let kinds: Vec<&str> = list["recordings"]
+            .as_array()?
+            .iter()
+            .filter(|r| r["stopped_at"].is_null())
+            .filter_map(|r| r["kind"].as_str())
+            .collect();
+        (kinds.len() == 2 && kinds.contains(&"file") && kinds.contains(&"broadcast")).then_some(())
+    })
+    .await;
+    let stopped = delete(&app, "/v1/conferences/ctl/recordings").await;
+    assert_eq!(stopped.status(), StatusCode::OK);
+    let stopped = delete(&app, "/v1/conferences/ctl/broadcasts").await;
+    assert_eq!(stopped.status(), StatusCode::OK);
+    eventually("both stopped", || async {
+        let list: Value = get_json(&app, "/v1/conferences/ctl/recordings").await;
+        let all = list["recordings"].as_array()?;
+        (all.len() == 2 && all.iter().all(|r| !r["stopped_at"].is_null())).then_some(())
+    })
+    .await;
+
+    // Kick: the member leaves with reason kicked.
+    drain_events(&mut app);
+    let kicked = post(
+        format!("/v1/conferences/ctl/members/{}/kick", c2.member_id),
+        None,
+    )
+    .await;
+    assert_eq!(kicked.status(), StatusCode::OK);
+    wait_members(&app, "ctl", 1).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let events = drain_events(&mut app);
+    assert!(left_with(&events, "u2", LeaveReason::Kicked), "{events:?}");
+
+    // A placed conference that is not running on its node.
+    let placed = client()
+        .put(app.url("/v1/conferences/empty"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(placed.status(), StatusCode::CREATED);
+    let response = post("/v1/conferences/empty/lock".to_owned(), None).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(problem(response).await.code, "conference_not_running");
+    let response = post("/v1/conferences/none/lock".to_owned(), None).await;
+    assert_eq!(problem(response).await.code, "conference_not_found");
+    app.stop().await.expect("clean shutdown");
+    sim.shutdown().await;
+}

@@ -45,6 +45,11 @@ pub async fn sim_node(app: &TestApp, name: &str) -> SimNode {
 pub async fn sim_node_with_directory(base: &str, name: &str) -> SimNode {
     let mut config = SimConfig::new(name);
     config.heartbeat_interval = Duration::from_millis(200);
+    // The profiles freeswitch-conf/ defines.
+    config.conference_profiles.extend([
+        fsim::conference::ConferenceProfile::new("audio", 48000, false),
+        fsim::conference::ConferenceProfile::new("video", 48000, true),
+    ]);
     config.directory = DirectoryConfig {
         url: Some(format!("{base}/freeswitch/directory")),
         credentials: Some((FS_USER.to_owned(), FS_PASSWORD.to_owned())),

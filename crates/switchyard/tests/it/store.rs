@@ -572,3 +572,37 @@ async fn member_stays_history() {
         assert_eq!(by_user.len(), 1, "{backend}");
     }
 }
+
+#[tokio::test]
+async fn recordings_open_and_close() {
+    for db in test_dbs().await {
+        let store = &db.store;
+        let backend = db.backend();
+        store
+            .recording_started("fs1", "room", "/rec/a.wav", None)
+            .await
+            .unwrap_or_else(|e| panic!("{backend}: start: {}", switchyard::error_chain(&e)));
+        store
+            .recording_started("fs1", "room", "rtmp://x/live/room", None)
+            .await
+            .expect("broadcast");
+        store
+            .recording_started("fs1", "room", "/rec/a.wav", None)
+            .await
+            .expect("twice is a no-op");
+        store
+            .recording_stopped("fs1", "/rec/a.wav", Some(1500))
+            .await
+            .unwrap_or_else(|e| panic!("{backend}: stop: {}", switchyard::error_chain(&e)));
+        let list = store
+            .recordings("room")
+            .await
+            .unwrap_or_else(|e| panic!("{backend}: list: {}", switchyard::error_chain(&e)));
+        assert_eq!(list.len(), 2, "{backend}");
+        let file = list.iter().find(|r| r.kind == "file").expect("file");
+        assert_eq!(file.milliseconds, Some(1500));
+        assert!(file.stopped_at.is_some());
+        let cast = list.iter().find(|r| r.kind == "broadcast").expect("broadcast");
+        assert!(cast.stopped_at.is_none());
+    }
+}
