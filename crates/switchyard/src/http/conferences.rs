@@ -40,7 +40,7 @@ const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 500;
 
 /// Where a conference runs.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeRef {
     pub id: String,
     /// What browsers dial (JsSIP `sockets`).
@@ -49,7 +49,7 @@ pub struct NodeRef {
 }
 
 /// What a browser dials to join.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Dial {
     /// `sip:conf*<name>@<domain>`.
     pub uri: String,
@@ -58,7 +58,7 @@ pub struct Dial {
 }
 
 /// A conference as the API shows it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ConferenceBody {
     pub id: String,
     pub name: String,
@@ -86,7 +86,7 @@ pub struct ConferenceBody {
 }
 
 /// A live member: a row of CppComet's `conference_members`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MemberBody {
     pub name: String,
     pub user_id: Option<String>,
@@ -127,13 +127,13 @@ impl MemberBody {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MemberList {
     pub members: Vec<MemberBody>,
 }
 
 /// `POST /v1/conferences/{name}/invitations` answer.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InvitationResult {
     pub conference: ConferenceBody,
     pub node: NodeRef,
@@ -141,13 +141,13 @@ pub struct InvitationResult {
     pub invitation: Invitation,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InvitationList {
     pub invitations: Vec<Invitation>,
 }
 
 /// A page of a list, with the cursor of the next one.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     /// Pass as `cursor` to get the next page; `null` on the last one.
@@ -155,7 +155,7 @@ pub struct Page<T> {
 }
 
 /// Body of `PUT /v1/conferences/{name}` (every field optional).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutConference {
     /// `audio` (default) or `video`.
@@ -172,7 +172,7 @@ pub struct PutConference {
 
 /// Body of `POST /v1/conferences/{name}/invitations`: CppComet's `conference` row, plus the
 /// options of a conference this invitation creates.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewInvitationBody {
     pub user_id: String,
@@ -193,7 +193,8 @@ pub struct NewInvitationBody {
     pub open: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     pub name: Option<String>,
@@ -204,13 +205,15 @@ pub struct ListQuery {
     pub cursor: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct MembersQuery {
     pub user_id: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct StaysQuery {
     pub name: Option<String>,
@@ -383,6 +386,7 @@ async fn place_conference(
     .await?)
 }
 
+#[utoipa::path(put, path = "/v1/conferences/{name}", tag = "conferences", params(("name" = String, Path, description = "Conference name, `^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`")), request_body(content = Option<PutConference>, description = "Optional; empty means the defaults"), responses((status = 201, description = "Placed now", body = ConferenceBody), (status = 200, description = "Already placed", body = ConferenceBody), (status = 400, description = "Invalid input (`code` says which)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 401, description = "No valid API key", body = crate::http::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::Problem, content_type = "application/problem+json"), (status = 413, description = "Body too large", body = crate::http::Problem, content_type = "application/problem+json"), (status = 503, description = "Unavailable (`code` says why)", body = crate::http::Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
 pub(super) async fn put(
     principal: ApiPrincipal,
     State(state): State<AppState>,
@@ -408,6 +412,7 @@ pub(super) async fn put(
     Ok((status, Json(conference_body(&state, placed.conference))))
 }
 
+#[utoipa::path(get, path = "/v1/conferences/{name}", tag = "conferences", params(("name" = String, Path, description = "Conference name, `^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`")), responses((status = 200, body = ConferenceBody), (status = 400, description = "Invalid input (`code` says which)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 401, description = "No valid API key", body = crate::http::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (`code` says what)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 503, description = "Unavailable (`code` says why)", body = crate::http::Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
 pub(super) async fn get(
     principal: ApiPrincipal,
     State(state): State<AppState>,
@@ -433,6 +438,7 @@ pub(super) async fn get(
     Ok(Json(body))
 }
 
+#[utoipa::path(get, path = "/v1/conferences", tag = "conferences", params(ListQuery), responses((status = 200, body = Page<ConferenceBody>), (status = 400, description = "Invalid input (`code` says which)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 401, description = "No valid API key", body = crate::http::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::Problem, content_type = "application/problem+json"), (status = 503, description = "Unavailable (`code` says why)", body = crate::http::Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
 pub(super) async fn list(
     principal: ApiPrincipal,
     State(state): State<AppState>,
@@ -483,6 +489,7 @@ pub(super) async fn list(
 
 /// Ends a conference: its members are hung up (reason `ended`), its placement ends, its
 /// invitations go.
+#[utoipa::path(delete, path = "/v1/conferences/{name}", tag = "conferences", params(("name" = String, Path, description = "Conference name, `^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`")), responses((status = 204, description = "Ended: members hung up (reason ended), invitations gone"), (status = 400, description = "Invalid input (`code` says which)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 401, description = "No valid API key", body = crate::http::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (`code` says what)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 503, description = "Unavailable (`code` says why)", body = crate::http::Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
 pub(super) async fn end(
     principal: ApiPrincipal,
     State(state): State<AppState>,
@@ -517,6 +524,7 @@ pub(super) async fn end(
 
 /// Invites a user: places the conference if new, stores the invitation (idempotent), and
 /// announces it.
+#[utoipa::path(post, path = "/v1/conferences/{name}/invitations", tag = "conferences", params(("name" = String, Path, description = "Conference name, `^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`")), request_body = NewInvitationBody, responses((status = 201, description = "Invited", body = InvitationResult), (status = 200, description = "Already invited (idempotent)", body = InvitationResult), (status = 400, description = "Invalid input (`code` says which)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 401, description = "No valid API key", body = crate::http::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (`code` says what)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict (`code` and `detail` say why)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 413, description = "Body too large", body = crate::http::Problem, content_type = "application/problem+json"), (status = 503, description = "Unavailable (`code` says why)", body = crate::http::Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
 pub(super) async fn invite(
     principal: ApiPrincipal,
     State(state): State<AppState>,
@@ -608,6 +616,7 @@ pub(super) async fn invite(
     ))
 }
 
+#[utoipa::path(get, path = "/v1/conferences/{name}/invitations", tag = "conferences", params(("name" = String, Path, description = "Conference name, `^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`")), responses((status = 200, body = InvitationList), (status = 400, description = "Invalid input (`code` says which)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 401, description = "No valid API key", body = crate::http::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::Problem, content_type = "application/problem+json"), (status = 503, description = "Unavailable (`code` says why)", body = crate::http::Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
 pub(super) async fn invitations(
     principal: ApiPrincipal,
     State(state): State<AppState>,
@@ -621,6 +630,7 @@ pub(super) async fn invitations(
 }
 
 /// Cancels an invitation and removes the user from the live conference (reason `uninvited`).
+#[utoipa::path(delete, path = "/v1/conferences/{name}/invitations/{user_id}", tag = "conferences", params(("name" = String, Path, description = "Conference name, `^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`"), ("user_id" = String, Path, description = "User id, `^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`")), responses((status = 204, description = "Cancelled; the user was removed from the live conference (reason uninvited)"), (status = 400, description = "Invalid input (`code` says which)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 401, description = "No valid API key", body = crate::http::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (`code` says what)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 503, description = "Unavailable (`code` says why)", body = crate::http::Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
 pub(super) async fn uninvite(
     principal: ApiPrincipal,
     State(state): State<AppState>,
@@ -688,6 +698,7 @@ async fn kick_user(
     Ok(members.len())
 }
 
+#[utoipa::path(get, path = "/v1/conferences/{name}/members", tag = "members", params(("name" = String, Path, description = "Conference name, `^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`")), responses((status = 200, body = MemberList), (status = 400, description = "Invalid input (`code` says which)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 401, description = "No valid API key", body = crate::http::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (`code` says what)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 503, description = "Unavailable (`code` says why)", body = crate::http::Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
 pub(super) async fn members(
     principal: ApiPrincipal,
     State(state): State<AppState>,
@@ -712,6 +723,7 @@ pub(super) async fn members(
 }
 
 /// `GET /v1/members?user_id=…`: the user's live memberships on every node.
+#[utoipa::path(get, path = "/v1/members", tag = "members", params(MembersQuery), responses((status = 200, body = MemberList), (status = 400, description = "Invalid input (`code` says which)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 401, description = "No valid API key", body = crate::http::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::Problem, content_type = "application/problem+json"), (status = 503, description = "Unavailable (`code` says why)", body = crate::http::Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
 pub(super) async fn user_members(
     principal: ApiPrincipal,
     State(state): State<AppState>,
@@ -735,6 +747,7 @@ pub(super) async fn user_members(
 }
 
 /// `GET /v1/history/conferences`: placements, live and ended, newest first.
+#[utoipa::path(get, path = "/v1/history/conferences", tag = "history", params(ListQuery), responses((status = 200, body = Page<ConferenceBody>), (status = 400, description = "Invalid input (`code` says which)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 401, description = "No valid API key", body = crate::http::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::Problem, content_type = "application/problem+json"), (status = 503, description = "Unavailable (`code` says why)", body = crate::http::Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
 pub(super) async fn history_conferences(
     principal: ApiPrincipal,
     state: State<AppState>,
@@ -744,6 +757,7 @@ pub(super) async fn history_conferences(
 }
 
 /// `GET /v1/history/members`: members' stays, newest first.
+#[utoipa::path(get, path = "/v1/history/members", tag = "history", params(StaysQuery), responses((status = 200, body = Page<StayBody>), (status = 400, description = "Invalid input (`code` says which)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 401, description = "No valid API key", body = crate::http::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::Problem, content_type = "application/problem+json"), (status = 503, description = "Unavailable (`code` says why)", body = crate::http::Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
 pub(super) async fn history_members(
     principal: ApiPrincipal,
     State(state): State<AppState>,
@@ -781,7 +795,7 @@ pub(super) async fn history_members(
 }
 
 /// One member's stay, with its duration.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StayBody {
     #[serde(flatten)]
     pub stay: MemberStay,

@@ -33,7 +33,7 @@ const MAX_ARG: usize = 512;
 pub const DEFAULT_RECORDINGS_DIR: &str = "/var/lib/freeswitch/recordings";
 
 /// What the node answered.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CommandResult {
     /// The command sent (`conference <name> …`, without the `api` prefix).
     pub command: String,
@@ -42,7 +42,7 @@ pub struct CommandResult {
 }
 
 /// `POST …/layout` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LayoutBody {
     /// A layout name (`2x2`, `1up_top_left+5`) or `group:<name>` for a layout group.
@@ -52,7 +52,7 @@ pub struct LayoutBody {
 }
 
 /// `POST …/play` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlayBody {
     /// A file on the node (or any path FreeSWITCH can play, e.g. `tone_stream://…`).
@@ -60,20 +60,20 @@ pub struct PlayBody {
 }
 
 /// `POST …/broadcasts` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BroadcastBody {
     /// `rtmp://host[:port]/app/stream` (nginx-rtmp: `rtmp://…/live/<conference>`).
     pub url: String,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RecordingList {
     pub recordings: Vec<Recording>,
 }
 
 /// `POST …/recordings` answer.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RecordingStarted {
     /// The file on the node.
     pub path: String,
@@ -164,6 +164,7 @@ async fn command(
 }
 
 /// `POST /v1/conferences/{name}/members/{member_id}/{action}`.
+#[utoipa::path(post, path = "/v1/conferences/{name}/members/{member_id}/{action}", tag = "control", params(("name" = String, Path, description = "Conference name, `^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`"), ("member_id" = u32, Path, description = "FreeSWITCH member id"), ("action" = String, Path, description = "mute, unmute, deaf, undeaf, kick, vmute, unvmute or floor")), responses((status = 200, body = CommandResult), (status = 400, description = "Invalid input (`code` says which)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 401, description = "No valid API key", body = crate::http::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (`code` says what)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict (`code` and `detail` say why)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 503, description = "Unavailable (`code` says why)", body = crate::http::Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
 pub(super) async fn member_action(
     principal: ApiPrincipal,
     State(state): State<AppState>,
@@ -196,6 +197,7 @@ pub(super) async fn member_action(
 }
 
 /// `POST /v1/conferences/{name}/{action}` for `lock` and `unlock`.
+#[utoipa::path(post, path = "/v1/conferences/{name}/lock", tag = "control", params(("name" = String, Path, description = "Conference name, `^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`")), responses((status = 200, body = CommandResult), (status = 400, description = "Invalid input (`code` says which)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 401, description = "No valid API key", body = crate::http::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (`code` says what)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict (`code` and `detail` say why)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 503, description = "Unavailable (`code` says why)", body = crate::http::Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
 pub(super) async fn lock(
     principal: ApiPrincipal,
     State(state): State<AppState>,
@@ -204,6 +206,7 @@ pub(super) async fn lock(
     conference_action(principal, state, path, "lock").await
 }
 
+#[utoipa::path(post, path = "/v1/conferences/{name}/unlock", tag = "control", params(("name" = String, Path, description = "Conference name, `^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`")), responses((status = 200, body = CommandResult), (status = 400, description = "Invalid input (`code` says which)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 401, description = "No valid API key", body = crate::http::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (`code` says what)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict (`code` and `detail` say why)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 503, description = "Unavailable (`code` says why)", body = crate::http::Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
 pub(super) async fn unlock(
     principal: ApiPrincipal,
     State(state): State<AppState>,
@@ -225,6 +228,7 @@ async fn conference_action(
 }
 
 /// `POST /v1/conferences/{name}/layout`: the video layout ("who sees whom").
+#[utoipa::path(post, path = "/v1/conferences/{name}/layout", tag = "control", params(("name" = String, Path, description = "Conference name, `^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`")), request_body = LayoutBody, responses((status = 200, body = CommandResult), (status = 400, description = "Invalid input (`code` says which)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 401, description = "No valid API key", body = crate::http::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (`code` says what)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict (`code` and `detail` say why)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 413, description = "Body too large", body = crate::http::Problem, content_type = "application/problem+json"), (status = 503, description = "Unavailable (`code` says why)", body = crate::http::Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
 pub(super) async fn layout(
     principal: ApiPrincipal,
     State(state): State<AppState>,
@@ -250,6 +254,7 @@ pub(super) async fn layout(
 }
 
 /// `POST /v1/conferences/{name}/play`: plays a file into the conference.
+#[utoipa::path(post, path = "/v1/conferences/{name}/play", tag = "control", params(("name" = String, Path, description = "Conference name, `^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`")), request_body = PlayBody, responses((status = 200, body = CommandResult), (status = 400, description = "Invalid input (`code` says which)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 401, description = "No valid API key", body = crate::http::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (`code` says what)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict (`code` and `detail` say why)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 413, description = "Body too large", body = crate::http::Problem, content_type = "application/problem+json"), (status = 503, description = "Unavailable (`code` says why)", body = crate::http::Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
 pub(super) async fn play(
     principal: ApiPrincipal,
     State(state): State<AppState>,
@@ -268,6 +273,7 @@ pub(super) async fn play(
 
 /// `POST /v1/conferences/{name}/recordings`: starts recording to a new file on the node
 /// (`<dir>/<name>/<name>-<UTC time>.<wav|mp4>`, mp4 for video conferences).
+#[utoipa::path(post, path = "/v1/conferences/{name}/recordings", tag = "control", params(("name" = String, Path, description = "Conference name, `^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`")), responses((status = 202, body = RecordingStarted), (status = 400, description = "Invalid input (`code` says which)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 401, description = "No valid API key", body = crate::http::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (`code` says what)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict (`code` and `detail` say why)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 503, description = "Unavailable (`code` says why)", body = crate::http::Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
 pub(super) async fn start_recording(
     principal: ApiPrincipal,
     State(state): State<AppState>,
@@ -300,6 +306,7 @@ pub(super) async fn start_recording(
 
 /// `GET /v1/conferences/{name}/recordings`: recordings and broadcasts, newest first (also
 /// after the conference ended).
+#[utoipa::path(get, path = "/v1/conferences/{name}/recordings", tag = "control", params(("name" = String, Path, description = "Conference name, `^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`")), responses((status = 200, body = RecordingList), (status = 400, description = "Invalid input (`code` says which)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 401, description = "No valid API key", body = crate::http::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::Problem, content_type = "application/problem+json"), (status = 503, description = "Unavailable (`code` says why)", body = crate::http::Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
 pub(super) async fn recordings(
     principal: ApiPrincipal,
     State(state): State<AppState>,
@@ -313,6 +320,7 @@ pub(super) async fn recordings(
 }
 
 /// `DELETE /v1/conferences/{name}/recordings`: stops every file recording.
+#[utoipa::path(delete, path = "/v1/conferences/{name}/recordings", tag = "control", params(("name" = String, Path, description = "Conference name, `^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`")), responses((status = 200, body = Vec<CommandResult>), (status = 400, description = "Invalid input (`code` says which)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 401, description = "No valid API key", body = crate::http::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (`code` says what)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict (`code` and `detail` say why)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 503, description = "Unavailable (`code` says why)", body = crate::http::Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
 pub(super) async fn stop_recordings(
     principal: ApiPrincipal,
     State(state): State<AppState>,
@@ -322,6 +330,7 @@ pub(super) async fn stop_recordings(
 }
 
 /// `DELETE /v1/conferences/{name}/broadcasts`: stops every broadcast.
+#[utoipa::path(delete, path = "/v1/conferences/{name}/broadcasts", tag = "control", params(("name" = String, Path, description = "Conference name, `^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`")), responses((status = 200, body = Vec<CommandResult>), (status = 400, description = "Invalid input (`code` says which)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 401, description = "No valid API key", body = crate::http::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (`code` says what)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict (`code` and `detail` say why)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 503, description = "Unavailable (`code` says why)", body = crate::http::Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
 pub(super) async fn stop_broadcasts(
     principal: ApiPrincipal,
     State(state): State<AppState>,
@@ -355,6 +364,7 @@ async fn stop_kind(
 
 /// `POST /v1/conferences/{name}/broadcasts`: streams the conference to an RTMP URL (mod_av
 /// records to the URL; nginx-rtmp turns it into HLS/DASH).
+#[utoipa::path(post, path = "/v1/conferences/{name}/broadcasts", tag = "control", params(("name" = String, Path, description = "Conference name, `^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`")), request_body = BroadcastBody, responses((status = 202, body = CommandResult), (status = 400, description = "Invalid input (`code` says which)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 401, description = "No valid API key", body = crate::http::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (`code` says what)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict (`code` and `detail` say why)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 413, description = "Body too large", body = crate::http::Problem, content_type = "application/problem+json"), (status = 503, description = "Unavailable (`code` says why)", body = crate::http::Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
 pub(super) async fn start_broadcast(
     principal: ApiPrincipal,
     State(state): State<AppState>,

@@ -226,7 +226,7 @@ impl ApiError {
 }
 
 /// RFC 9457 problem details plus our `code` extension member.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Problem {
     #[serde(rename = "type")]
     pub type_: String,
@@ -237,6 +237,7 @@ pub struct Problem {
     /// Extension members of some codes (`rejections` of `no_node_available`, the counts of
     /// `node_not_empty`).
     #[serde(flatten, default, skip_serializing_if = "serde_json::Map::is_empty")]
+    #[schema(value_type = Object)]
     pub extensions: serde_json::Map<String, serde_json::Value>,
 }
 

@@ -77,6 +77,7 @@ fn xml_response(answer: Result<impl Into<Bytes>, AnswerError>) -> Result<Respons
 }
 
 /// `POST /freeswitch/dialplan`.
+#[utoipa::path(post, path = "/freeswitch/dialplan", tag = "freeswitch", request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "The mod_xml_curl form"), responses((status = 200, description = "A FreeSWITCH XML document (a conference extension, a refusal, or not found)", content_type = "text/xml", body = String), (status = 401, description = "Bad node credentials", body = crate::http::Problem, content_type = "application/problem+json"), (status = 403, description = "Address not allowed", body = crate::http::Problem, content_type = "application/problem+json"), (status = 413, description = "Body too large", body = crate::http::Problem, content_type = "application/problem+json")), security(("node_basic" = [])))]
 pub(super) async fn dialplan(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
@@ -86,6 +87,7 @@ pub(super) async fn dialplan(
 }
 
 /// `POST /freeswitch/directory`.
+#[utoipa::path(post, path = "/freeswitch/directory", tag = "freeswitch", request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "The mod_xml_curl form"), responses((status = 200, description = "A FreeSWITCH XML document (the user, the domain, or not found)", content_type = "text/xml", body = String), (status = 401, description = "Bad node credentials", body = crate::http::Problem, content_type = "application/problem+json"), (status = 403, description = "Address not allowed", body = crate::http::Problem, content_type = "application/problem+json"), (status = 413, description = "Body too large", body = crate::http::Problem, content_type = "application/problem+json")), security(("node_basic" = [])))]
 pub(super) async fn directory(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,

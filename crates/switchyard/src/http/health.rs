@@ -18,10 +18,12 @@ use crate::app::AppState;
 /// Readiness fails rather than hangs when the pool is exhausted or the server is slow.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process serves HTTP", body = Object)))]
 pub(super) async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "Ready: the store answers; Redis and node states reported", body = Object), (status = 503, description = "Unavailable (`code` says why)", body = crate::http::Problem, content_type = "application/problem+json")))]
 pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     if state.shutdown.is_cancelled() {
         return Err(ApiError::ShuttingDown);

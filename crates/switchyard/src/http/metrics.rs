@@ -26,6 +26,7 @@ struct NodeStateLabel {
     state: String,
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String)))]
 pub(super) async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let mut registry = Registry::default();
     state.metrics.register(&mut registry);

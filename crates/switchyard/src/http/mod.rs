@@ -17,6 +17,7 @@ mod freeswitch;
 mod health;
 mod metrics;
 mod nodes;
+mod openapi;
 mod users;
 
 use axum::Router;
@@ -35,6 +36,7 @@ pub use conferences::{
 pub use control::{CommandResult, RecordingList, RecordingStarted};
 pub use error::{ApiError, Problem};
 pub use nodes::{NodeBody, NodeList};
+pub use openapi::ApiDoc;
 pub use users::{ApiPrincipal, LongLivedBody, SipCredentialBody, UserBody};
 
 use crate::app::AppState;
@@ -119,6 +121,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
+        .route("/openapi.json", get(openapi::openapi_json))
         .merge(v1)
         .merge(nodes)
         .fallback(error::not_found)

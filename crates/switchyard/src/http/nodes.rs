@@ -29,7 +29,7 @@ const MAX_LABELS: usize = 16;
 const MAX_LABEL_LEN: usize = 63;
 
 /// A node as the API shows it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeBody {
     pub id: String,
     /// `connecting`, `up`, `degraded`, `down`, `draining` or `stopped`.
@@ -61,7 +61,7 @@ pub struct NodeBody {
     pub started_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LoadBody {
     /// Conferences running on the node.
     pub conferences: u32,
@@ -71,7 +71,7 @@ pub struct LoadBody {
     pub idle_placements: u32,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HeartbeatBody {
     pub received_at: DateTime<Utc>,
     pub age_secs: u64,
@@ -83,13 +83,13 @@ pub struct HeartbeatBody {
     pub version: Option<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeList {
     pub nodes: Vec<NodeBody>,
 }
 
 /// `POST /v1/nodes` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewNode {
     pub id: String,
@@ -115,7 +115,8 @@ fn default_capacity() -> u32 {
     100
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteQuery {
     #[serde(default)]
@@ -236,6 +237,7 @@ fn node_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError
     Ok(id)
 }
 
+#[utoipa::path(get, path = "/v1/nodes", tag = "nodes", responses((status = 200, body = NodeList), (status = 401, description = "No valid API key", body = crate::http::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::Problem, content_type = "application/problem+json"), (status = 503, description = "Unavailable (`code` says why)", body = crate::http::Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
 pub(super) async fn list(
     principal: ApiPrincipal,
     State(state): State<AppState>,
@@ -246,6 +248,7 @@ pub(super) async fn list(
     }))
 }
 
+#[utoipa::path(get, path = "/v1/nodes/{node_id}", tag = "nodes", params(("node_id" = String, Path, description = "Node id")), responses((status = 200, body = NodeBody), (status = 401, description = "No valid API key", body = crate::http::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (`code` says what)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 503, description = "Unavailable (`code` says why)", body = crate::http::Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
 pub(super) async fn get(
     principal: ApiPrincipal,
     State(state): State<AppState>,
@@ -315,6 +318,7 @@ fn check_new_node(new: &NewNode) -> Result<(), ApiError> {
     }
 }
 
+#[utoipa::path(post, path = "/v1/nodes", tag = "nodes", request_body = NewNode, responses((status = 201, body = NodeBody), (status = 400, description = "Invalid input (`code` says which)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 401, description = "No valid API key", body = crate::http::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict (`code` and `detail` say why)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 413, description = "Body too large", body = crate::http::Problem, content_type = "application/problem+json"), (status = 503, description = "Unavailable (`code` says why)", body = crate::http::Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
 pub(super) async fn add(
     principal: ApiPrincipal,
     State(state): State<AppState>,
@@ -339,6 +343,7 @@ pub(super) async fn add(
     Ok((StatusCode::CREATED, Json(one(&state, &spec.id).await?)))
 }
 
+#[utoipa::path(post, path = "/v1/nodes/{node_id}/drain", tag = "nodes", params(("node_id" = String, Path, description = "Node id")), responses((status = 200, body = NodeBody), (status = 401, description = "No valid API key", body = crate::http::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (`code` says what)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 503, description = "Unavailable (`code` says why)", body = crate::http::Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
 pub(super) async fn drain(
     principal: ApiPrincipal,
     State(state): State<AppState>,
@@ -347,6 +352,7 @@ pub(super) async fn drain(
     set_draining(principal, state, path, true).await
 }
 
+#[utoipa::path(post, path = "/v1/nodes/{node_id}/undrain", tag = "nodes", params(("node_id" = String, Path, description = "Node id")), responses((status = 200, body = NodeBody), (status = 401, description = "No valid API key", body = crate::http::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (`code` says what)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 503, description = "Unavailable (`code` says why)", body = crate::http::Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
 pub(super) async fn undrain(
     principal: ApiPrincipal,
     State(state): State<AppState>,
@@ -371,6 +377,7 @@ async fn set_draining(
     Ok(Json(one(&state, &id).await?))
 }
 
+#[utoipa::path(delete, path = "/v1/nodes/{node_id}", tag = "nodes", params(("node_id" = String, Path, description = "Node id"), DeleteQuery), responses((status = 204, description = "Removed"), (status = 400, description = "Invalid input (`code` says which)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 401, description = "No valid API key", body = crate::http::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (`code` says what)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict (`code` and `detail` say why)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 503, description = "Unavailable (`code` says why)", body = crate::http::Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
 pub(super) async fn remove(
     principal: ApiPrincipal,
     State(state): State<AppState>,

@@ -63,7 +63,7 @@ impl FromRequestParts<AppState> for ApiPrincipal {
 }
 
 /// `PUT /v1/users/{id}` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutUser {
     #[serde(default)]
@@ -77,7 +77,7 @@ fn enabled_default() -> bool {
 }
 
 /// A user as the API shows it.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct UserBody {
     pub id: String,
     pub display_name: String,
@@ -99,7 +99,7 @@ impl From<User> for UserBody {
 }
 
 /// `POST /v1/users/{id}/sip-credentials` answer. `password` is shown once and not stored.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SipCredentialBody {
     pub user_id: String,
     /// The SIP user (URI user and digest username): `sip:<username>@<domain>`.
@@ -115,7 +115,7 @@ pub struct SipCredentialBody {
 }
 
 /// `PUT /v1/users/{id}/long-lived-sip-credential` body: the CppComet `users_auth` key.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutLongLived {
     pub password: String,
@@ -146,7 +146,7 @@ impl std::fmt::Debug for LongLivedBody {
 }
 
 /// `PUT /v1/users/{id}/long-lived-sip-credential` answer.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LongLivedBody {
     pub user_id: String,
     /// The SIP user: the user id itself (as CppComet users registered).
@@ -182,6 +182,7 @@ fn valid_display_name(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+#[utoipa::path(put, path = "/v1/users/{user_id}", tag = "users", params(("user_id" = String, Path, description = "User id, `^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`")), request_body = super::users::PutUser, responses((status = 200, body = UserBody), (status = 400, description = "Invalid input (`code` says which)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 401, description = "No valid API key", body = crate::http::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict (`code` and `detail` say why)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 413, description = "Body too large", body = crate::http::Problem, content_type = "application/problem+json"), (status = 503, description = "Unavailable (`code` says why)", body = crate::http::Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
 pub(super) async fn put_user(
     principal: ApiPrincipal,
     State(state): State<AppState>,
@@ -205,6 +206,7 @@ pub(super) async fn put_user(
     Ok(Json(user.into()))
 }
 
+#[utoipa::path(get, path = "/v1/users/{user_id}", tag = "users", params(("user_id" = String, Path, description = "User id, `^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`")), responses((status = 200, body = UserBody), (status = 400, description = "Invalid input (`code` says which)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 401, description = "No valid API key", body = crate::http::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (`code` says what)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 503, description = "Unavailable (`code` says why)", body = crate::http::Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
 pub(super) async fn get_user(
     principal: ApiPrincipal,
     State(state): State<AppState>,
@@ -218,6 +220,7 @@ pub(super) async fn get_user(
     }
 }
 
+#[utoipa::path(delete, path = "/v1/users/{user_id}", tag = "users", params(("user_id" = String, Path, description = "User id, `^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`")), responses((status = 204, description = "Deleted, with its credentials and invitations"), (status = 400, description = "Invalid input (`code` says which)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 401, description = "No valid API key", body = crate::http::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (`code` says what)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 503, description = "Unavailable (`code` says why)", body = crate::http::Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
 pub(super) async fn delete_user(
     principal: ApiPrincipal,
     State(state): State<AppState>,
@@ -238,6 +241,7 @@ pub(super) async fn delete_user(
 /// A long-lived credential for users migrating from CppComet: SIP username = user id,
 /// password = their `users_auth` key, stored as its `a1-hash` only, no expiry. Disabling or
 /// deleting the user revokes it like any other credential.
+#[utoipa::path(put, path = "/v1/users/{user_id}/long-lived-sip-credential", tag = "users", params(("user_id" = String, Path, description = "User id, `^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`")), request_body = super::users::PutLongLived, responses((status = 200, body = LongLivedBody), (status = 400, description = "Invalid input (`code` says which)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 401, description = "No valid API key", body = crate::http::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (`code` says what)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict (`code` and `detail` say why)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 413, description = "Body too large", body = crate::http::Problem, content_type = "application/problem+json"), (status = 503, description = "Unavailable (`code` says why)", body = crate::http::Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
 pub(super) async fn put_long_lived_credential(
     principal: ApiPrincipal,
     State(state): State<AppState>,
@@ -289,6 +293,7 @@ pub(super) async fn put_long_lived_credential(
     }))
 }
 
+#[utoipa::path(delete, path = "/v1/users/{user_id}/long-lived-sip-credential", tag = "users", params(("user_id" = String, Path, description = "User id, `^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`")), responses((status = 204, description = "Revoked"), (status = 400, description = "Invalid input (`code` says which)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 401, description = "No valid API key", body = crate::http::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (`code` says what)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 503, description = "Unavailable (`code` says why)", body = crate::http::Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
 pub(super) async fn delete_long_lived_credential(
     principal: ApiPrincipal,
     State(state): State<AppState>,
@@ -317,6 +322,7 @@ fn ws_servers(state: &AppState) -> Vec<String> {
         .collect()
 }
 
+#[utoipa::path(post, path = "/v1/users/{user_id}/sip-credentials", tag = "users", params(("user_id" = String, Path, description = "User id, `^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`")), responses((status = 201, body = SipCredentialBody), (status = 400, description = "Invalid input (`code` says which)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 401, description = "No valid API key", body = crate::http::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (`code` says what)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict (`code` and `detail` say why)", body = crate::http::Problem, content_type = "application/problem+json"), (status = 503, description = "Unavailable (`code` says why)", body = crate::http::Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
 pub(super) async fn issue_sip_credential(
     principal: ApiPrincipal,
     State(state): State<AppState>,

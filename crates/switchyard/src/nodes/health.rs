@@ -21,7 +21,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 /// Connection health of a node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Health {
     /// Not connected yet since this replica started (or since the node was added).
@@ -76,7 +76,7 @@ pub struct HealthRules {
 }
 
 /// Why a connected node is `degraded`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DegradedReason {
     HeartbeatLate,

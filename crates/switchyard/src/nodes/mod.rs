@@ -75,7 +75,7 @@ fn number<T: std::str::FromStr>(event: &esl::Event, name: &str) -> Option<T> {
 
 /// The state of a node as the API and metrics show it: health, unless the supervisor has
 /// stopped or the node is draining (and connected).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeState {
     Connecting,

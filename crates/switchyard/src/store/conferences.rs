@@ -122,7 +122,9 @@ pub struct ConferenceRecord {
 }
 
 /// Per-conference options, fixed when it is placed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct ConferenceOptions {
     /// The dialplan refuses callers beyond this many members (SIP 486).

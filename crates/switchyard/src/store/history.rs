@@ -10,7 +10,16 @@ use super::conferences::{CONFERENCE_COLUMNS, ConferenceRow};
 use super::{ConferenceRecord, Store, StoreError};
 
 /// One member's stay in a conference.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    sqlx::FromRow,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 pub struct MemberStay {
     pub id: String,
     /// The placement (`conferences.id`), when the conference was placed or adopted.

@@ -6,7 +6,16 @@ use chrono::{DateTime, Utc};
 use super::{Store, StoreError, now};
 
 /// A stored invitation.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    sqlx::FromRow,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 pub struct Invitation {
     pub name: String,
     pub user_id: String,

@@ -12,7 +12,9 @@ use secrecy::SecretString;
 use super::{Store, StoreError, now};
 
 /// Where a node came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum NodeSource {
     /// `[[nodes]]` in the config file; upserted at every start.

@@ -5,7 +5,16 @@ use chrono::{DateTime, Utc};
 use super::{Store, StoreError, now};
 
 /// One recording (a file on the node) or broadcast (an `rtmp://` stream).
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    sqlx::FromRow,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 pub struct Recording {
     pub id: String,
     pub conference_id: Option<String>,

@@ -602,7 +602,10 @@ async fn recordings_open_and_close() {
         let file = list.iter().find(|r| r.kind == "file").expect("file");
         assert_eq!(file.milliseconds, Some(1500));
         assert!(file.stopped_at.is_some());
-        let cast = list.iter().find(|r| r.kind == "broadcast").expect("broadcast");
+        let cast = list
+            .iter()
+            .find(|r| r.kind == "broadcast")
+            .expect("broadcast");
         assert!(cast.stopped_at.is_none());
     }
 }
