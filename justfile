@@ -17,6 +17,10 @@ test *ARGS:
 ci:
     bash .ci/run
 
+# schemathesis (PyPI) against /openapi.json on the real binaries; also run by the e2e tests.
+schemathesis:
+    bash tests/schemathesis/run.sh
+
 fmt:
     cargo fmt --all
 

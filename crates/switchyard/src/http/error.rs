@@ -244,8 +244,16 @@ pub struct Problem {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status_code();
-        if status.is_server_error() {
-            tracing::error!(code = self.code(), error = ?self, "request failed");
+        // Errors of ours (500) and of the store are logged at error; the other 5xx are the
+        // service working as designed (no node available, a node unreachable) and are warnings.
+        match self {
+            Self::Unexpected(_) | Self::Store(_) | Self::StoreUnavailable(_) => {
+                tracing::error!(code = self.code(), error = ?self, "request failed");
+            }
+            _ if status.is_server_error() => {
+                tracing::warn!(code = self.code(), error = %self, "request refused");
+            }
+            _ => {}
         }
         let problem = Problem {
             type_: "about:blank".to_owned(),
