@@ -244,40 +244,22 @@ impl Store {
         let id = new_conference_id();
         let labels = serde_json::to_string(&new.labels).unwrap_or_else(|_| "{}".to_owned());
         let now = now();
-        let inserted: Result<ConferenceRow, sqlx::Error> = match self {
-            Self::Sqlite(pool) => {
-                sqlx::query_as(&sql)
-                    .bind(&id)
-                    .bind(&new.name)
-                    .bind(&new.node_id)
-                    .bind(&new.profile)
-                    .bind(&labels)
-                    .bind(new.origin.as_str())
-                    .bind(now)
-                    .bind(opt_i32(new.options.max_members))
-                    .bind(opt_i32(new.options.max_duration_secs))
-                    .bind(opt_i32(new.options.idle_timeout_secs))
-                    .bind(new.options.open)
-                    .fetch_one(pool)
-                    .await
-            }
-            Self::Postgres(pool) => {
-                sqlx::query_as(&sql)
-                    .bind(&id)
-                    .bind(&new.name)
-                    .bind(&new.node_id)
-                    .bind(&new.profile)
-                    .bind(&labels)
-                    .bind(new.origin.as_str())
-                    .bind(now)
-                    .bind(opt_i32(new.options.max_members))
-                    .bind(opt_i32(new.options.max_duration_secs))
-                    .bind(opt_i32(new.options.idle_timeout_secs))
-                    .bind(new.options.open)
-                    .fetch_one(pool)
-                    .await
-            }
-        };
+        let inserted: Result<ConferenceRow, sqlx::Error> = with_pool!(self, pool => {
+            sqlx::query_as(&sql)
+                .bind(&id)
+                .bind(&new.name)
+                .bind(&new.node_id)
+                .bind(&new.profile)
+                .bind(&labels)
+                .bind(new.origin.as_str())
+                .bind(now)
+                .bind(opt_i32(new.options.max_members))
+                .bind(opt_i32(new.options.max_duration_secs))
+                .bind(opt_i32(new.options.idle_timeout_secs))
+                .bind(new.options.open)
+                .fetch_one(pool)
+                .await
+        });
         match inserted {
             Ok(row) => Ok(Claim::Claimed(row.into())),
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
@@ -299,10 +281,8 @@ impl Store {
         let sql = format!(
             "SELECT {CONFERENCE_COLUMNS} FROM conferences WHERE name = $1 AND ended_at IS NULL"
         );
-        let row: Option<ConferenceRow> = match self {
-            Self::Sqlite(pool) => sqlx::query_as(&sql).bind(name).fetch_optional(pool).await?,
-            Self::Postgres(pool) => sqlx::query_as(&sql).bind(name).fetch_optional(pool).await?,
-        };
+        let row: Option<ConferenceRow> =
+            with_pool!(self, pool => sqlx::query_as(&sql).bind(name).fetch_optional(pool).await?);
         Ok(row.map(Into::into))
     }
 
@@ -315,10 +295,8 @@ impl Store {
             "SELECT {CONFERENCE_COLUMNS} FROM conferences \
              WHERE node_id = $1 AND ended_at IS NULL ORDER BY created_at, id"
         );
-        let rows: Vec<ConferenceRow> = match self {
-            Self::Sqlite(pool) => sqlx::query_as(&sql).bind(node_id).fetch_all(pool).await?,
-            Self::Postgres(pool) => sqlx::query_as(&sql).bind(node_id).fetch_all(pool).await?,
-        };
+        let rows: Vec<ConferenceRow> =
+            with_pool!(self, pool => sqlx::query_as(&sql).bind(node_id).fetch_all(pool).await?);
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
@@ -329,10 +307,8 @@ impl Store {
         const SQL: &str = "SELECT node_id, COUNT(*), \
              SUM(CASE WHEN idle_since IS NULL THEN 0 ELSE 1 END) \
              FROM conferences WHERE ended_at IS NULL GROUP BY node_id";
-        let rows: Vec<(String, i64, i64)> = match self {
-            Self::Sqlite(pool) => sqlx::query_as(SQL).fetch_all(pool).await?,
-            Self::Postgres(pool) => sqlx::query_as(SQL).fetch_all(pool).await?,
-        };
+        let rows: Vec<(String, i64, i64)> =
+            with_pool!(self, pool => sqlx::query_as(SQL).fetch_all(pool).await?);
         let clamp = |n: i64| u32::try_from(n.max(0)).unwrap_or(u32::MAX);
         Ok(rows
             .into_iter()
@@ -352,38 +328,22 @@ impl Store {
         const SQL: &str = "UPDATE conferences SET ended_at = $2, end_reason = $3 \
                            WHERE id = $1 AND ended_at IS NULL";
         let now = now();
-        let affected = match self {
-            Self::Sqlite(pool) => sqlx::query(SQL)
+        let affected = with_pool!(self, pool => sqlx::query(SQL)
                 .bind(id)
                 .bind(now)
                 .bind(reason.as_str())
                 .execute(pool)
                 .await?
-                .rows_affected(),
-            Self::Postgres(pool) => sqlx::query(SQL)
-                .bind(id)
-                .bind(now)
-                .bind(reason.as_str())
-                .execute(pool)
-                .await?
-                .rows_affected(),
-        };
+                .rows_affected());
         if affected > 0 {
             // Invitations live as long as their conference.
             const INVITATIONS: &str =
                 "DELETE FROM invitations WHERE name = (SELECT name FROM conferences WHERE id = $1)";
-            match self {
-                Self::Sqlite(pool) => sqlx::query(INVITATIONS)
+            with_pool!(self, pool => sqlx::query(INVITATIONS)
                     .bind(id)
                     .execute(pool)
                     .await
-                    .map(drop)?,
-                Self::Postgres(pool) => sqlx::query(INVITATIONS)
-                    .bind(id)
-                    .execute(pool)
-                    .await
-                    .map(drop)?,
-            }
+                    .map(drop)?)
         }
         Ok(affected > 0)
     }

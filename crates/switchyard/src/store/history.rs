@@ -107,32 +107,18 @@ impl Store {
              ON CONFLICT (node_id, name, member_id) WHERE left_at IS NULL DO NOTHING";
         let id = new_stay_id();
         let member_id = i32::try_from(stay.member_id).unwrap_or(i32::MAX);
-        match self {
-            Self::Sqlite(pool) => {
-                sqlx::query(SQL)
-                    .bind(&id)
-                    .bind(stay.name)
-                    .bind(stay.node_id)
-                    .bind(member_id)
-                    .bind(stay.user_id)
-                    .bind(stay.caller_id_name)
-                    .bind(stay.joined_at)
-                    .execute(pool)
-                    .await?;
-            }
-            Self::Postgres(pool) => {
-                sqlx::query(SQL)
-                    .bind(&id)
-                    .bind(stay.name)
-                    .bind(stay.node_id)
-                    .bind(member_id)
-                    .bind(stay.user_id)
-                    .bind(stay.caller_id_name)
-                    .bind(stay.joined_at)
-                    .execute(pool)
-                    .await?;
-            }
-        }
+        with_pool!(self, pool => {
+            sqlx::query(SQL)
+                .bind(&id)
+                .bind(stay.name)
+                .bind(stay.node_id)
+                .bind(member_id)
+                .bind(stay.user_id)
+                .bind(stay.caller_id_name)
+                .bind(stay.joined_at)
+                .execute(pool)
+                .await?;
+        });
         Ok(())
     }
 
@@ -148,8 +134,7 @@ impl Store {
         const SQL: &str = "UPDATE member_stays SET left_at = $4, reason = $5 \
              WHERE node_id = $1 AND name = $2 AND member_id = $3 AND left_at IS NULL";
         let member_id = i32::try_from(member_id).unwrap_or(i32::MAX);
-        let affected = match self {
-            Self::Sqlite(pool) => sqlx::query(SQL)
+        let affected = with_pool!(self, pool => sqlx::query(SQL)
                 .bind(node_id)
                 .bind(name)
                 .bind(member_id)
@@ -157,17 +142,7 @@ impl Store {
                 .bind(reason)
                 .execute(pool)
                 .await?
-                .rows_affected(),
-            Self::Postgres(pool) => sqlx::query(SQL)
-                .bind(node_id)
-                .bind(name)
-                .bind(member_id)
-                .bind(at)
-                .bind(reason)
-                .execute(pool)
-                .await?
-                .rows_affected(),
-        };
+                .rows_affected());
         Ok(affected > 0)
     }
 
@@ -215,10 +190,7 @@ impl Store {
                 q.bind(i64::from(limit)).fetch_all($pool).await?
             }};
         }
-        Ok(match self {
-            Self::Sqlite(pool) => run!(pool),
-            Self::Postgres(pool) => run!(pool),
-        })
+        Ok(with_pool!(self, pool => run!(pool)))
     }
 
     /// Conferences (placements, live and ended), newest first.
@@ -270,10 +242,7 @@ impl Store {
                 q.bind(i64::from(limit)).fetch_all($pool).await?
             }};
         }
-        let rows = match self {
-            Self::Sqlite(pool) => run!(pool),
-            Self::Postgres(pool) => run!(pool),
-        };
+        let rows = with_pool!(self, pool => run!(pool));
         Ok(rows.into_iter().map(Into::into).collect())
     }
 }

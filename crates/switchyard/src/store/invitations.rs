@@ -46,8 +46,7 @@ impl Store {
              ON CONFLICT (name, user_id) DO NOTHING"
         );
         let now = now();
-        let inserted = match self {
-            Self::Sqlite(pool) => sqlx::query(&insert)
+        let inserted = with_pool!(self, pool => sqlx::query(&insert)
                 .bind(&new.name)
                 .bind(&new.user_id)
                 .bind(&new.caller_id)
@@ -56,18 +55,7 @@ impl Store {
                 .bind(now)
                 .execute(pool)
                 .await?
-                .rows_affected(),
-            Self::Postgres(pool) => sqlx::query(&insert)
-                .bind(&new.name)
-                .bind(&new.user_id)
-                .bind(&new.caller_id)
-                .bind(&new.message)
-                .bind(&new.profile)
-                .bind(now)
-                .execute(pool)
-                .await?
-                .rows_affected(),
-        };
+                .rows_affected());
         let row = self
             .invitation(&new.name, &new.user_id)
             .await?
@@ -81,22 +69,13 @@ impl Store {
         user_id: &str,
     ) -> Result<Option<Invitation>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM invitations WHERE name = $1 AND user_id = $2");
-        Ok(match self {
-            Self::Sqlite(pool) => {
-                sqlx::query_as(&sql)
-                    .bind(name)
-                    .bind(user_id)
-                    .fetch_optional(pool)
-                    .await?
-            }
-            Self::Postgres(pool) => {
-                sqlx::query_as(&sql)
-                    .bind(name)
-                    .bind(user_id)
-                    .fetch_optional(pool)
-                    .await?
-            }
-        })
+        Ok(with_pool!(self, pool => {
+            sqlx::query_as(&sql)
+                .bind(name)
+                .bind(user_id)
+                .fetch_optional(pool)
+                .await?
+        }))
     }
 
     /// The invitations of conference `name`, oldest first.
@@ -104,47 +83,29 @@ impl Store {
         let sql = format!(
             "SELECT {COLUMNS} FROM invitations WHERE name = $1 ORDER BY created_at, user_id"
         );
-        Ok(match self {
-            Self::Sqlite(pool) => sqlx::query_as(&sql).bind(name).fetch_all(pool).await?,
-            Self::Postgres(pool) => sqlx::query_as(&sql).bind(name).fetch_all(pool).await?,
-        })
+        Ok(with_pool!(self, pool => sqlx::query_as(&sql).bind(name).fetch_all(pool).await?))
     }
 
     /// Cancels one invitation. `false` when there was none.
     pub async fn uninvite(&self, name: &str, user_id: &str) -> Result<bool, StoreError> {
         const SQL: &str = "DELETE FROM invitations WHERE name = $1 AND user_id = $2";
-        let affected = match self {
-            Self::Sqlite(pool) => sqlx::query(SQL)
+        let affected = with_pool!(self, pool => sqlx::query(SQL)
                 .bind(name)
                 .bind(user_id)
                 .execute(pool)
                 .await?
-                .rows_affected(),
-            Self::Postgres(pool) => sqlx::query(SQL)
-                .bind(name)
-                .bind(user_id)
-                .execute(pool)
-                .await?
-                .rows_affected(),
-        };
+                .rows_affected());
         Ok(affected > 0)
     }
 
     /// Deletes every invitation of conference `name` (it ended).
     pub async fn delete_invitations(&self, name: &str) -> Result<u64, StoreError> {
         const SQL: &str = "DELETE FROM invitations WHERE name = $1";
-        let affected = match self {
-            Self::Sqlite(pool) => sqlx::query(SQL)
+        let affected = with_pool!(self, pool => sqlx::query(SQL)
                 .bind(name)
                 .execute(pool)
                 .await?
-                .rows_affected(),
-            Self::Postgres(pool) => sqlx::query(SQL)
-                .bind(name)
-                .execute(pool)
-                .await?
-                .rows_affected(),
-        };
+                .rows_affected());
         Ok(affected)
     }
 }

@@ -10,6 +10,17 @@
 //! Timestamps are UTC and truncated to microseconds before they are written, so both backends
 //! return the same values (PostgreSQL keeps microseconds, SQLite would keep nanoseconds).
 
+/// Runs `$body` with `$pool` bound to whichever pool the store holds. Both backends accept the
+/// same `$N` placeholders, so a query whose text is the same for both is written once.
+macro_rules! with_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            Store::Sqlite($pool) => $body,
+            Store::Postgres($pool) => $body,
+        }
+    };
+}
+
 mod conferences;
 mod credentials;
 mod history;

@@ -135,8 +135,7 @@ impl Store {
         let capacity = i32::try_from(spec.capacity).unwrap_or(i32::MAX);
         let now = now();
         // `$N` placeholders are understood by SQLite too.
-        let affected = match self {
-            Self::Sqlite(pool) => sqlx::query(sql)
+        let affected = with_pool!(self, pool => sqlx::query(sql)
                 .bind(&spec.id)
                 .bind(&spec.esl_addr)
                 .bind(spec.esl_password.expose_secret())
@@ -146,76 +145,44 @@ impl Store {
                 .bind(now)
                 .execute(pool)
                 .await?
-                .rows_affected(),
-            Self::Postgres(pool) => sqlx::query(sql)
-                .bind(&spec.id)
-                .bind(&spec.esl_addr)
-                .bind(spec.esl_password.expose_secret())
-                .bind(&spec.wss_url)
-                .bind(capacity)
-                .bind(&labels)
-                .bind(now)
-                .execute(pool)
-                .await?
-                .rows_affected(),
-        };
+                .rows_affected());
         Ok(affected)
     }
 
     /// Every node, by id.
     pub async fn list_nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM nodes ORDER BY id");
-        let rows: Vec<Row> = match self {
-            Self::Sqlite(pool) => sqlx::query_as(&sql).fetch_all(pool).await?,
-            Self::Postgres(pool) => sqlx::query_as(&sql).fetch_all(pool).await?,
-        };
+        let rows: Vec<Row> = with_pool!(self, pool => sqlx::query_as(&sql).fetch_all(pool).await?);
         Ok(rows.into_iter().map(NodeRecord::from).collect())
     }
 
     pub async fn get_node(&self, id: &str) -> Result<Option<NodeRecord>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM nodes WHERE id = $1");
-        let row: Option<Row> = match self {
-            Self::Sqlite(pool) => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?,
-            Self::Postgres(pool) => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?,
-        };
+        let row: Option<Row> =
+            with_pool!(self, pool => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?);
         Ok(row.map(NodeRecord::from))
     }
 
     /// Sets the drain flag. `false` when there is no such node.
     pub async fn set_node_draining(&self, id: &str, draining: bool) -> Result<bool, StoreError> {
         const SQL: &str = "UPDATE nodes SET draining = $2 WHERE id = $1";
-        let affected = match self {
-            Self::Sqlite(pool) => sqlx::query(SQL)
+        let affected = with_pool!(self, pool => sqlx::query(SQL)
                 .bind(id)
                 .bind(draining)
                 .execute(pool)
                 .await?
-                .rows_affected(),
-            Self::Postgres(pool) => sqlx::query(SQL)
-                .bind(id)
-                .bind(draining)
-                .execute(pool)
-                .await?
-                .rows_affected(),
-        };
+                .rows_affected());
         Ok(affected > 0)
     }
 
     /// Removes a node. `false` when there was none.
     pub async fn delete_node(&self, id: &str) -> Result<bool, StoreError> {
         const SQL: &str = "DELETE FROM nodes WHERE id = $1";
-        let affected = match self {
-            Self::Sqlite(pool) => sqlx::query(SQL)
+        let affected = with_pool!(self, pool => sqlx::query(SQL)
                 .bind(id)
                 .execute(pool)
                 .await?
-                .rows_affected(),
-            Self::Postgres(pool) => sqlx::query(SQL)
-                .bind(id)
-                .execute(pool)
-                .await?
-                .rows_affected(),
-        };
+                .rows_affected());
         Ok(affected > 0)
     }
 
@@ -228,24 +195,14 @@ impl Store {
     ) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE nodes SET started_at = $2, \
                            core_uuid = COALESCE($3, core_uuid) WHERE id = $1";
-        match self {
-            Self::Sqlite(pool) => {
-                sqlx::query(SQL)
-                    .bind(id)
-                    .bind(started_at)
-                    .bind(core_uuid)
-                    .execute(pool)
-                    .await?;
-            }
-            Self::Postgres(pool) => {
-                sqlx::query(SQL)
-                    .bind(id)
-                    .bind(started_at)
-                    .bind(core_uuid)
-                    .execute(pool)
-                    .await?;
-            }
-        }
+        with_pool!(self, pool => {
+            sqlx::query(SQL)
+                .bind(id)
+                .bind(started_at)
+                .bind(core_uuid)
+                .execute(pool)
+                .await?;
+        });
         Ok(())
     }
 }

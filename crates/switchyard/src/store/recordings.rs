@@ -64,32 +64,18 @@ impl Store {
         };
         let kind = recording_kind(path);
         let now = now();
-        match self {
-            Self::Sqlite(pool) => {
-                sqlx::query(SQL)
-                    .bind(&id)
-                    .bind(name)
-                    .bind(node_id)
-                    .bind(path)
-                    .bind(kind)
-                    .bind(now)
-                    .bind(error)
-                    .execute(pool)
-                    .await?;
-            }
-            Self::Postgres(pool) => {
-                sqlx::query(SQL)
-                    .bind(&id)
-                    .bind(name)
-                    .bind(node_id)
-                    .bind(path)
-                    .bind(kind)
-                    .bind(now)
-                    .bind(error)
-                    .execute(pool)
-                    .await?;
-            }
-        }
+        with_pool!(self, pool => {
+            sqlx::query(SQL)
+                .bind(&id)
+                .bind(name)
+                .bind(node_id)
+                .bind(path)
+                .bind(kind)
+                .bind(now)
+                .bind(error)
+                .execute(pool)
+                .await?;
+        });
         // A failed start is over at once.
         if error.is_some() {
             self.recording_stopped(node_id, path, None).await?;
@@ -108,26 +94,15 @@ impl Store {
              WHERE node_id = $1 AND path = $2 AND stopped_at IS NULL";
         let ms = milliseconds.map(|m| i64::try_from(m).unwrap_or(i64::MAX));
         let now = now();
-        match self {
-            Self::Sqlite(pool) => {
-                sqlx::query(SQL)
-                    .bind(node_id)
-                    .bind(path)
-                    .bind(now)
-                    .bind(ms)
-                    .execute(pool)
-                    .await?;
-            }
-            Self::Postgres(pool) => {
-                sqlx::query(SQL)
-                    .bind(node_id)
-                    .bind(path)
-                    .bind(now)
-                    .bind(ms)
-                    .execute(pool)
-                    .await?;
-            }
-        }
+        with_pool!(self, pool => {
+            sqlx::query(SQL)
+                .bind(node_id)
+                .bind(path)
+                .bind(now)
+                .bind(ms)
+                .execute(pool)
+                .await?;
+        });
         Ok(())
     }
 
@@ -136,9 +111,6 @@ impl Store {
         let sql = format!(
             "SELECT {COLUMNS} FROM recordings WHERE name = $1 ORDER BY started_at DESC, id DESC"
         );
-        Ok(match self {
-            Self::Sqlite(pool) => sqlx::query_as(&sql).bind(name).fetch_all(pool).await?,
-            Self::Postgres(pool) => sqlx::query_as(&sql).bind(name).fetch_all(pool).await?,
-        })
+        Ok(with_pool!(self, pool => sqlx::query_as(&sql).bind(name).fetch_all(pool).await?))
     }
 }
