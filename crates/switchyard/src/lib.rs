@@ -10,6 +10,7 @@
 //! - [`live`]: live conferences and members (in process, or in Redis for several replicas).
 //! - [`coord`]: Redis, shared by replicas (optional): connection, key prefix, node leases.
 //! - [`events`]: the in-process bus of what happened.
+//! - [`webhooks`]: signed HTTP notifications of bus events, queued in the store, retried.
 //! - [`metrics`]: Prometheus counters; gauges are computed at scrape time.
 //! - [`auth`]: API keys (`/v1`), node basic auth and allow-list (`/freeswitch`).
 //! - [`credentials`]: short-lived SIP credentials (generation, digest A1).
@@ -38,6 +39,7 @@ pub mod nodes;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod webhooks;
 
 pub use app::{App, AppState};
 pub use config::Config;

@@ -22,6 +22,7 @@
 //! | `switchyard_reconciliations_total` | counter | node, outcome | node read back after a (re)connect or takeover |
 //! | `switchyard_conferences_ended_total` | counter | reason | placements ended by the pool (node_down, idle_timeout, …) |
 //! | `switchyard_members_left_total` | counter | reason | members gone, by reason |
+//! | `switchyard_webhook_attempts_total` | counter | endpoint, outcome | delivery attempts: `delivered`, `retry` (failed, to be retried), `given_up` |
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -54,6 +55,13 @@ pub struct Metrics {
     pub reconciliations: Family<OutcomeLabel, Counter>,
     pub conferences_ended: Family<ReasonLabel, Counter>,
     pub members_left: Family<ReasonLabel, Counter>,
+    pub webhook_attempts: Family<EndpointOutcomeLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointOutcomeLabel {
+    pub endpoint: String,
+    pub outcome: String,
 }
 
 impl Metrics {
@@ -105,6 +113,11 @@ impl Metrics {
             "switchyard_conferences_ended",
             "Placements ended by the pool, by reason",
             self.conferences_ended.clone(),
+        );
+        registry.register(
+            "switchyard_webhook_attempts",
+            "Webhook delivery attempts, by endpoint and outcome",
+            self.webhook_attempts.clone(),
         );
         registry.register(
             "switchyard_members_left",

@@ -34,6 +34,8 @@ pub async fn run(
         .local_addr()
         .context("listener has no local address")?;
     // Background tasks run on `app.tasks` and watch `app.shutdown`.
+    // Webhooks first: they subscribe to the bus before any node task can announce.
+    crate::webhooks::start(&app);
     crate::nodes::start(&app);
     let app = Arc::new(app);
     let token = app.shutdown.clone();

@@ -56,6 +56,7 @@ pub struct Config {
     pub api: ApiConfig,
     pub sip: SipConfig,
     pub freeswitch: FreeswitchConfig,
+    pub webhooks: WebhooksConfig,
 }
 
 /// `[api]`: who may call the REST API (`/v1`).
@@ -178,6 +179,151 @@ impl Default for FreeswitchConfig {
             allow_from: vec!["127.0.0.1/32".to_owned(), "::1/128".to_owned()],
             max_body_bytes: 64 * 1024,
             directory_cache_entries: 100_000,
+        }
+    }
+}
+
+/// `[webhooks]`: HTTP endpoints that receive signed event notifications (see
+/// `docs/webhooks.md`). No endpoint configured: nothing is recorded or sent.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Where events are POSTed (`endpoints = [{ id, url, secret, ... }]` in TOML).
+    pub endpoints: Vec<WebhookEndpointConfig>,
+    /// Upper bound of one delivery attempt (connect, send, response status).
+    pub timeout_ms: u64,
+    /// First retry delay; it doubles per failed attempt (with jitter) up to `retry_max_ms`.
+    pub retry_min_ms: u64,
+    pub retry_max_ms: u64,
+    /// A delivery is given up (and logged at error) after this many attempts...
+    pub max_attempts: u32,
+    /// ...or once it is this old, whichever comes first.
+    pub max_age_secs: u64,
+    /// `member.talking` is sent once a member's talking state has held for this long (0: every
+    /// change).
+    pub talking_debounce_ms: u64,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            endpoints: Vec::new(),
+            timeout_ms: 10_000,
+            retry_min_ms: 1_000,
+            retry_max_ms: 600_000,
+            max_attempts: 200,
+            max_age_secs: 86_400,
+            talking_debounce_ms: 1_000,
+        }
+    }
+}
+
+impl WebhooksConfig {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    pub fn retry_min(&self) -> Duration {
+        Duration::from_millis(self.retry_min_ms)
+    }
+
+    pub fn retry_max(&self) -> Duration {
+        Duration::from_millis(self.retry_max_ms)
+    }
+
+    pub fn max_age(&self) -> Duration {
+        Duration::from_secs(self.max_age_secs)
+    }
+
+    pub fn talking_debounce(&self) -> Duration {
+        Duration::from_millis(self.talking_debounce_ms)
+    }
+}
+
+/// One webhook receiver.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookEndpointConfig {
+    /// Names the endpoint in logs and in the delivery queue; `[a-z0-9][a-z0-9_-]{0,62}`.
+    pub id: String,
+    /// `http://` or `https://` URL the events are POSTed to. Secret (it may hold a password
+    /// or a token): `Debug` hides it, `check-config` shows it with its password redacted.
+    #[serde(serialize_with = "secret::serialize_url")]
+    pub url: SecretString,
+    /// HMAC-SHA256 key of the signature header, at least [`MIN_WEBHOOK_SECRET_LEN`] characters.
+    #[serde(serialize_with = "secret::serialize_redacted")]
+    pub secret: SecretString,
+    /// The event types to send; unset: every type except `member.talking`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<WebhookEventType>>,
+    /// Also send `member.talking` (opt-in: it is the chattiest event).
+    #[serde(default)]
+    pub talking: bool,
+}
+
+impl WebhookEndpointConfig {
+    /// Whether this endpoint receives events of type `kind`.
+    pub fn wants(&self, kind: WebhookEventType) -> bool {
+        if kind == WebhookEventType::MemberTalking {
+            return self.talking;
+        }
+        match &self.events {
+            Some(events) => events.contains(&kind),
+            None => true,
+        }
+    }
+}
+
+/// Shortest webhook secret accepted (characters).
+pub const MIN_WEBHOOK_SECRET_LEN: usize = 16;
+
+/// The type of a webhook event (`type` in its body).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+pub enum WebhookEventType {
+    #[serde(rename = "conference.started")]
+    ConferenceStarted,
+    #[serde(rename = "conference.ended")]
+    ConferenceEnded,
+    #[serde(rename = "member.joined")]
+    MemberJoined,
+    #[serde(rename = "member.left")]
+    MemberLeft,
+    #[serde(rename = "member.talking")]
+    MemberTalking,
+    #[serde(rename = "recording.started")]
+    RecordingStarted,
+    #[serde(rename = "recording.stopped")]
+    RecordingStopped,
+    #[serde(rename = "node.down")]
+    NodeDown,
+    #[serde(rename = "node.up")]
+    NodeUp,
+}
+
+impl WebhookEventType {
+    pub const ALL: [WebhookEventType; 9] = [
+        Self::ConferenceStarted,
+        Self::ConferenceEnded,
+        Self::MemberJoined,
+        Self::MemberLeft,
+        Self::MemberTalking,
+        Self::RecordingStarted,
+        Self::RecordingStopped,
+        Self::NodeDown,
+        Self::NodeUp,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ConferenceStarted => "conference.started",
+            Self::ConferenceEnded => "conference.ended",
+            Self::MemberJoined => "member.joined",
+            Self::MemberLeft => "member.left",
+            Self::MemberTalking => "member.talking",
+            Self::RecordingStarted => "recording.started",
+            Self::RecordingStopped => "recording.stopped",
+            Self::NodeDown => "node.down",
+            Self::NodeUp => "node.up",
         }
     }
 }

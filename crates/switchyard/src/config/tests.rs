@@ -446,3 +446,118 @@ fn demo_config_is_valid() {
         Ok(())
     });
 }
+
+#[test]
+fn webhooks_load_with_defaults_and_stay_secret() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "switchyard.toml",
+            r#"
+            [webhooks]
+            endpoints = [
+              { id = "backend", url = "https://hooks:url-pass@backend.example.com/hook", secret = "whsec-0123456789abcdef" },
+              { id = "audit", url = "http://10.0.0.9:9000/", secret = "whsec-fedcba9876543210", events = ["member.left", "node.down"], talking = true },
+            ]
+            retry_max_ms = 5000
+            "#,
+        )?;
+        let config = Config::load(None).expect("loads");
+        let webhooks = &config.webhooks;
+        assert_eq!(webhooks.endpoints.len(), 2);
+        assert_eq!(webhooks.timeout_ms, 10_000, "default");
+        assert_eq!(webhooks.retry_min_ms, 1_000, "default");
+        assert_eq!(webhooks.retry_max_ms, 5_000);
+        assert_eq!(webhooks.max_attempts, 200, "default");
+        assert_eq!(webhooks.max_age_secs, 86_400, "default");
+        assert_eq!(webhooks.talking_debounce_ms, 1_000, "default");
+
+        use super::WebhookEventType as T;
+        let (backend, audit) = (&webhooks.endpoints[0], &webhooks.endpoints[1]);
+        for kind in T::ALL {
+            assert_eq!(backend.wants(kind), kind != T::MemberTalking, "{kind:?}");
+        }
+        assert!(audit.wants(T::MemberLeft) && audit.wants(T::NodeDown));
+        assert!(audit.wants(T::MemberTalking), "talking = true");
+        assert!(!audit.wants(T::MemberJoined));
+
+        let toml = config.to_redacted_toml().expect("serializes");
+        let debug = format!("{config:?}");
+        for output in [&toml, &debug] {
+            for secret in [
+                "whsec-0123456789abcdef",
+                "whsec-fedcba9876543210",
+                "url-pass",
+            ] {
+                assert!(!output.contains(secret), "{secret} leaked:\n{output}");
+            }
+        }
+        assert!(
+            toml.contains("https://hooks:[redacted]@backend.example.com/hook"),
+            "{toml}"
+        );
+        // What check-config prints loads again (with the secrets redacted).
+        let printed: toml::Table = toml::from_str(&toml).expect("TOML");
+        assert!(printed["webhooks"]["endpoints"].is_array(), "{toml}");
+        Ok(())
+    });
+}
+
+#[test]
+fn bad_webhook_settings_name_their_keys() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "switchyard.toml",
+            r#"
+            [webhooks]
+            endpoints = [
+              { id = "a", url = "ftp://example.com/", secret = "short" },
+              { id = "a", url = "not a url", secret = "whsec-0123456789abcdef", events = [] },
+              { id = "B", url = "https://example.com/", secret = "whsec-0123456789abcdef", events = ["member.talking"] },
+            ]
+            timeout_ms = 0
+            retry_min_ms = 5000
+            retry_max_ms = 1000
+            max_attempts = 0
+            max_age_secs = 0
+            "#,
+        )?;
+        let keys = violation_keys(&load_err());
+        for key in [
+            "webhooks.endpoints[0].url",
+            "webhooks.endpoints[0].secret",
+            "webhooks.endpoints[1].id",
+            "webhooks.endpoints[1].url",
+            "webhooks.endpoints[1].events",
+            "webhooks.endpoints[2].id",
+            "webhooks.endpoints[2].events",
+            "webhooks.timeout_ms",
+            "webhooks.retry_max_ms",
+            "webhooks.max_attempts",
+            "webhooks.max_age_secs",
+        ] {
+            assert!(keys.iter().any(|k| k == key), "{key} missing from {keys:?}");
+        }
+        assert!(
+            !keys.iter().any(|k| k == "webhooks.endpoints[0].id"),
+            "{keys:?}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn unknown_webhook_event_types_are_refused() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "switchyard.toml",
+            r#"
+            [webhooks]
+            endpoints = [{ id = "a", url = "https://example.com/", secret = "whsec-0123456789abcdef", events = ["member.joined", "member.exploded"] }]
+            "#,
+        )?;
+        let err = load_err();
+        assert!(matches!(err, ConfigError::Load(_)));
+        assert!(err.to_string().contains("member.exploded"), "{err}");
+        Ok(())
+    });
+}

@@ -212,11 +212,79 @@ pub(super) fn validate(config: &Config) -> Result<(), Invalid> {
     }
     c.positive("freeswitch.max_body_bytes", fs.max_body_bytes as u64);
 
+    validate_webhooks(&mut c, &config.webhooks);
+
     if c.0.is_empty() {
         Ok(())
     } else {
         Err(Invalid { violations: c.0 })
     }
+}
+
+fn validate_webhooks(c: &mut Collector, webhooks: &super::WebhooksConfig) {
+    let mut ids = HashSet::new();
+    for (i, endpoint) in webhooks.endpoints.iter().enumerate() {
+        let key = |field: &str| format!("webhooks.endpoints[{i}].{field}");
+        c.check(key("id"), node_id(&endpoint.id));
+        if !ids.insert(endpoint.id.as_str()) {
+            c.check(
+                key("id"),
+                Err(format!("duplicate webhook endpoint id {:?}", endpoint.id)),
+            );
+        }
+        c.check(key("url"), webhook_url(endpoint.url.expose_secret()));
+        if endpoint.secret.expose_secret().chars().count() < super::MIN_WEBHOOK_SECRET_LEN {
+            c.check(
+                key("secret"),
+                Err(format!(
+                    "must be at least {} characters long",
+                    super::MIN_WEBHOOK_SECRET_LEN
+                )),
+            );
+        }
+        match &endpoint.events {
+            Some(events) if events.is_empty() => c.check(
+                key("events"),
+                Err("must name at least one event type (leave it out for all of them)".to_owned()),
+            ),
+            Some(events) if events.contains(&super::WebhookEventType::MemberTalking) => c.check(
+                key("events"),
+                Err("member.talking is opt-in: set talking = true instead".to_owned()),
+            ),
+            _ => {}
+        }
+    }
+    c.positive("webhooks.timeout_ms", webhooks.timeout_ms);
+    c.positive("webhooks.retry_min_ms", webhooks.retry_min_ms);
+    c.positive("webhooks.retry_max_ms", webhooks.retry_max_ms);
+    if webhooks.retry_min_ms > webhooks.retry_max_ms {
+        c.check(
+            "webhooks.retry_max_ms",
+            Err(format!(
+                "must not be less than webhooks.retry_min_ms ({})",
+                webhooks.retry_min_ms
+            )),
+        );
+    }
+    c.positive("webhooks.max_attempts", webhooks.max_attempts.into());
+    c.positive("webhooks.max_age_secs", webhooks.max_age_secs);
+}
+
+/// An absolute `http://` or `https://` URL with a host and no fragment: what the webhook
+/// sender can POST to. Messages show the URL with its password redacted.
+fn webhook_url(url: &str) -> Result<(), String> {
+    let shown = super::secret::redact_url(url);
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{shown:?} is not a URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!("{shown:?} must be an http:// or https:// URL"));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{shown:?} has no host"));
+    }
+    if parsed.fragment().is_some() {
+        return Err(format!("{shown:?} must not have a #fragment"));
+    }
+    Ok(())
 }
 
 fn nonzero(value: u64) -> Result<(), String> {
@@ -332,7 +400,30 @@ pub(crate) fn wss_url(url: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod unit {
-    use super::{host_port, node_id};
+    use super::{host_port, node_id, webhook_url};
+
+    #[test]
+    fn webhook_urls() {
+        for ok in [
+            "https://hooks.example.com/switchyard",
+            "http://127.0.0.1:9000/hook?token=x",
+            "https://user:pw@[::1]:8443/",
+        ] {
+            assert!(webhook_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "hooks.example.com/x",
+            "ftp://example.com/",
+            "https://",
+            "https://example.com/#frag",
+            "wss://example.com/",
+        ] {
+            assert!(webhook_url(bad).is_err(), "{bad}");
+        }
+        let err = webhook_url("ftp://u:hunter2@example.com/").expect_err("scheme");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
 
     #[test]
     fn node_ids() {

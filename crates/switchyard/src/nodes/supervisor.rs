@@ -284,7 +284,7 @@ impl Supervisor {
             node: self.id.clone(),
             from,
             to,
-            owner: self.live.is_some(),
+            owner: self.ctx.pool.owns(&self.id, now),
         });
     }
 

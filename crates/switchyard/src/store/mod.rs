@@ -28,6 +28,7 @@ mod invitations;
 mod nodes;
 mod recordings;
 mod users;
+mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -49,6 +50,7 @@ pub use invitations::{Invitation, NewInvitation};
 pub use nodes::{NodeRecord, NodeSource, NodeSpec};
 pub use recordings::{Recording, recording_kind};
 pub use users::{UpsertUser, User};
+pub use webhooks::{ClaimedWebhook, NewWebhookDelivery, WebhookDeliveryRecord};
 
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");

@@ -7,6 +7,7 @@
 //! - `pool`: the node pool (nodes API, health, placement, drain, loss, reconciliation, metrics).
 //! - `replicas`: several replicas on PostgreSQL + Redis (leases, shared placement and live state).
 //! - `redis`: the optional Redis connection (`REDIS_URL`).
+//! - `webhooks`: signed deliveries to a test receiver, retries, restarts, node death.
 //! - `binary`: the real `switchyard` executable: startup line, probes, signals, bad configs.
 
 mod binary;
@@ -20,3 +21,4 @@ mod serve;
 mod store;
 mod support;
 mod users;
+mod webhooks;
