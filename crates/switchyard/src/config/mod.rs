@@ -55,6 +55,7 @@ pub struct Config {
     pub nodes: Vec<NodeConfig>,
     pub api: ApiConfig,
     pub sip: SipConfig,
+    pub conferences: ConferencesConfig,
     pub freeswitch: FreeswitchConfig,
     pub webhooks: WebhooksConfig,
 }
@@ -150,6 +151,41 @@ impl Default for SipConfig {
 impl SipConfig {
     pub fn credential_ttl(&self) -> Duration {
         Duration::from_secs(self.credential_ttl_secs)
+    }
+}
+
+/// `[conferences]`: how the API's conferences map onto the nodes.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConferencesConfig {
+    /// The mod_conference profile of `profile = "audio"` conferences (conference.conf.xml of
+    /// `freeswitch-conf/` defines `audio`).
+    pub audio_profile: String,
+    /// The mod_conference profile of `profile = "video"` conferences.
+    pub video_profile: String,
+    /// Where recordings go on the nodes: `<dir>/<name>/<name>-<UTC time>.<wav|mp4>`.
+    pub recordings_dir: String,
+}
+
+impl Default for ConferencesConfig {
+    fn default() -> Self {
+        Self {
+            audio_profile: "audio".to_owned(),
+            video_profile: "video".to_owned(),
+            recordings_dir: "/var/lib/freeswitch/recordings".to_owned(),
+        }
+    }
+}
+
+impl ConferencesConfig {
+    /// The mod_conference profile of an API profile (`audio` or `video`); other names (adopted
+    /// conferences) are the node's own and pass through.
+    pub fn node_profile<'a>(&'a self, profile: &'a str) -> &'a str {
+        match profile {
+            "audio" => &self.audio_profile,
+            "video" => &self.video_profile,
+            other => other,
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 use figment::Jail;
 use secrecy::ExposeSecret;
 
-use super::{Config, ConfigError, LogFormat};
+use super::{ConferencesConfig, Config, ConfigError, LogFormat};
 
 const NODE: &str = r#"
 [[nodes]]
@@ -560,4 +560,18 @@ fn unknown_webhook_event_types_are_refused() {
         assert!(err.to_string().contains("member.exploded"), "{err}");
         Ok(())
     });
+}
+
+#[test]
+fn conference_settings_are_checked() {
+    let mut config = Config::default();
+    config.conferences.audio_profile = "bad profile".to_owned();
+    config.conferences.recordings_dir = "relative/dir".to_owned();
+    let err = config.validate().expect_err("invalid");
+    let keys: Vec<&str> = err.violations.iter().map(|v| v.key.as_str()).collect();
+    assert!(keys.contains(&"conferences.audio_profile"), "{keys:?}");
+    assert!(keys.contains(&"conferences.recordings_dir"), "{keys:?}");
+    let defaults = ConferencesConfig::default();
+    assert_eq!(defaults.node_profile("video"), "video");
+    assert_eq!(defaults.node_profile("default"), "default");
 }

@@ -70,6 +70,37 @@ pub(super) fn validate(config: &Config) -> Result<(), Invalid> {
     }
     c.check("redis.key_prefix", key_prefix(&config.redis.key_prefix));
 
+    let conferences = &config.conferences;
+    for (key, profile) in [
+        ("conferences.audio_profile", &conferences.audio_profile),
+        ("conferences.video_profile", &conferences.video_profile),
+    ] {
+        if !crate::ids::valid_user_id(profile) {
+            c.check(
+                key,
+                Err(format!(
+                    "{profile:?} must match {} (a conference.conf profile name)",
+                    crate::ids::USER_ID_PATTERN
+                )),
+            );
+        }
+    }
+    let dir = &conferences.recordings_dir;
+    if !dir.starts_with('/')
+        || dir.len() > 256
+        || !dir
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'\'' | b'"' | b'{' | b'}' | b'\\'))
+    {
+        c.check(
+            "conferences.recordings_dir",
+            Err(
+                "must be an absolute path of printable ASCII without spaces, quotes or braces"
+                    .to_owned(),
+            ),
+        );
+    }
+
     let pool = &config.pool;
     c.positive("pool.heartbeat_late_secs", pool.heartbeat_late_secs);
     c.positive("pool.probe_interval_secs", pool.probe_interval_secs);

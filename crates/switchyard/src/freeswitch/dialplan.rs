@@ -104,6 +104,7 @@ pub async fn answer(
     store: &Store,
     body: &[u8],
     pool_nodes: &[String],
+    profiles: &crate::config::ConferencesConfig,
 ) -> Result<String, super::directory::AnswerError> {
     let form = match Form::parse(body) {
         Ok(form) => form,
@@ -137,14 +138,24 @@ pub async fn answer(
         Some(user_id) => match store.conference_admission(&name, user_id).await {
             Ok(Admission::Join { profile }) => match &asking_node {
                 Some(node) => match placed_here(store, &name, node, &profile).await {
-                    Ok(true) => admission_action(&name, Admission::Join { profile }),
+                    Ok(true) => admission_action(
+                        &name,
+                        Admission::Join {
+                            profile: profiles.node_profile(&profile).to_owned(),
+                        },
+                    ),
                     Ok(false) => DialplanAction::Respond("404 Not Found"),
                     Err(e) => {
                         tracing::error!(conference = %name, error = %e, "store unavailable: refusing the join with 503");
                         DialplanAction::Respond("503 Service Unavailable")
                     }
                 },
-                None => admission_action(&name, Admission::Join { profile }),
+                None => admission_action(
+                    &name,
+                    Admission::Join {
+                        profile: profiles.node_profile(&profile).to_owned(),
+                    },
+                ),
             },
             Ok(admission) => admission_action(&name, admission),
             Err(e) => {

@@ -29,8 +29,6 @@ use crate::store::{ConferenceRecord, Recording};
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest file path, URL or layout name accepted.
 const MAX_ARG: usize = 512;
-/// Where recordings go on the node when the caller does not say.
-pub const DEFAULT_RECORDINGS_DIR: &str = "/var/lib/freeswitch/recordings";
 
 /// What the node answered.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -289,7 +287,11 @@ pub(super) async fn start_recording(
     };
     let file = format!(
         "{}/{name}/{name}-{}.{extension}",
-        DEFAULT_RECORDINGS_DIR.trim_end_matches('/'),
+        state
+            .config
+            .conferences
+            .recordings_dir
+            .trim_end_matches('/'),
         Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
     );
     let result = command(&state, &conference, &format!("record {file}")).await?;

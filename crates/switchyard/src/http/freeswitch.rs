@@ -83,7 +83,15 @@ pub(super) async fn dialplan(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body_or_error(&state, body)?;
-    xml_response(crate::freeswitch::dialplan::answer(&state.store, &body, &state.nodes.ids()).await)
+    xml_response(
+        crate::freeswitch::dialplan::answer(
+            &state.store,
+            &body,
+            &state.nodes.ids(),
+            &state.config.conferences,
+        )
+        .await,
+    )
 }
 
 /// `POST /freeswitch/directory`.

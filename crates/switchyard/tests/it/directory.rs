@@ -520,6 +520,8 @@ async fn dialplan_admits_invited_callers_only() {
 async fn dialplan_keeps_a_conference_on_one_node() {
     let app = TestApp::spawn_configured(None, |config| {
         crate::pool::pool_config(config);
+        // The API's `video` is this node's `vmcu` profile.
+        config.conferences.video_profile = "vmcu".to_owned();
         config.nodes = ["fs-a", "fs-b"]
             .into_iter()
             .map(|id| switchyard::config::NodeConfig {
@@ -562,7 +564,7 @@ async fn dialplan_keeps_a_conference_on_one_node() {
         async move { post_dialplan(app, body).await.text().await.expect("body") }
     };
     assert!(
-        answer("fs-a").await.contains("data=\"room1@video\""),
+        answer("fs-a").await.contains("data=\"room1@vmcu\""),
         "first caller's node"
     );
     assert_eq!(
@@ -572,14 +574,14 @@ async fn dialplan_keeps_a_conference_on_one_node() {
         Some("fs-a".to_owned()),
         "placed on fs-a by its first caller"
     );
-    assert!(answer("fs-a").await.contains("data=\"room1@video\""));
+    assert!(answer("fs-a").await.contains("data=\"room1@vmcu\""));
     let elsewhere = answer("fs-b").await;
     assert!(
         elsewhere.contains("application=\"respond\" data=\"404 Not Found\""),
         "never on a second node: {elsewhere}"
     );
     assert!(
-        answer("vm").await.contains("data=\"room1@video\""),
+        answer("vm").await.contains("data=\"room1@vmcu\""),
         "an unknown hostname cannot be checked"
     );
     app.stop().await.expect("clean shutdown");
