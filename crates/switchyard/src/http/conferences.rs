@@ -76,6 +76,8 @@ pub struct ConferenceBody {
     /// Since when nobody is in it (`null` while members are).
     pub idle_since: Option<DateTime<Utc>>,
     pub member_count: u32,
+    /// At its `max_members`: the dialplan refuses the next caller (SIP 486).
+    pub full: bool,
     pub peak_members: u32,
     pub ended_at: Option<DateTime<Utc>>,
     pub end_reason: Option<String>,
@@ -247,6 +249,10 @@ fn conference_body(state: &AppState, c: ConferenceRecord) -> ConferenceBody {
         started_at: c.started_at,
         idle_since: c.idle_since,
         member_count: c.member_count,
+        full: c
+            .options
+            .max_members
+            .is_some_and(|max| c.member_count >= max),
         peak_members: c.peak_members,
         ended_at: c.ended_at,
         end_reason: c.end_reason,

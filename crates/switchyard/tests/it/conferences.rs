@@ -243,10 +243,10 @@ async fn limits_and_open_conferences() {
         .await
         .expect("u1 joins");
     wait_members(&app, "small", 1).await;
-    eventually("member count stored", || async {
+    eventually("member count stored, conference full", || async {
         get_conference(&app, "small")
             .await
-            .filter(|c| c.member_count == 1)
+            .filter(|c| c.member_count == 1 && c.full)
             .map(|_| ())
     })
     .await;
