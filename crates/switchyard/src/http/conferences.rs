@@ -227,6 +227,10 @@ pub struct StaysQuery {
 fn conference_body(state: &AppState, c: ConferenceRecord) -> ConferenceBody {
     let record = state.nodes.record(&c.node_id);
     let dial = dial(state, &c.name);
+    let full = c
+        .options
+        .max_members
+        .is_some_and(|max| c.member_count >= max);
     ConferenceBody {
         node: NodeRef {
             wss_url: record.map(|r| r.wss_url).unwrap_or_default(),
@@ -249,10 +253,7 @@ fn conference_body(state: &AppState, c: ConferenceRecord) -> ConferenceBody {
         started_at: c.started_at,
         idle_since: c.idle_since,
         member_count: c.member_count,
-        full: c
-            .options
-            .max_members
-            .is_some_and(|max| c.member_count >= max),
+        full,
         peak_members: c.peak_members,
         ended_at: c.ended_at,
         end_reason: c.end_reason,
