@@ -4,6 +4,7 @@
 //! - `serve`: `switchyard::run` in-process on a port-0 listener.
 //! - `nodes`: ESL supervision against simulated FreeSWITCH nodes (fsim).
 //! - `conferences`: invitations, live members, control, limits, history over REST with fsim.
+//! - `freeswitch_conf`: `freeswitch-conf/` is well-formed and agrees with the config defaults.
 //! - `pool`: the node pool (nodes API, health, placement, drain, loss, reconciliation, metrics).
 //! - `replicas`: several replicas on PostgreSQL + Redis (leases, shared placement and live state).
 //! - `redis`: the optional Redis connection (`REDIS_URL`).
@@ -13,6 +14,7 @@
 mod binary;
 mod conferences;
 mod directory;
+mod freeswitch_conf;
 mod nodes;
 mod pool;
 mod redis;
