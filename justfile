@@ -27,7 +27,8 @@ fmt:
 clippy:
     cargo clippy --workspace --all-targets -- -D warnings
 
-# Benchmarks: ESL ingest against memchr, a raw socket reader and peer Rust libraries.
+# Benchmarks: ESL ingest against memchr, a raw socket reader and peer Rust libraries. The
+# service's own benchmarks against nginx are separate recipes: bench-directory and bench-api.
 bench:
     cargo run --release -p esl-bench --bin esl-ingest
 
@@ -38,6 +39,15 @@ bench-directory *ARGS:
     [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || { apt-get update && apt-get install -y nginx-light; }
     cargo build --release -p switchyard -p switchyard-bench
     target/release/directory-bench {{ARGS}}
+
+# Conference API (issue 5) against nginx serving the same bytes, with fsim as the node pool:
+# POST …/invitations (placement + store + notification) and GET …/members / /v1/members with
+# 10,000 live members; ~2.5 min per store, table in target/bench-data/api.md. SQLite, plus
+# PostgreSQL when DATABASE_URL is set (a fresh database, dropped after). Options: --help, --quick.
+bench-api *ARGS:
+    [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || { apt-get update && apt-get install -y nginx-light; }
+    cargo build --release -p switchyard -p fsim -p switchyard-bench
+    target/release/api-bench {{ARGS}}
 
 # Peer libraries outside Rust on the same stream (greenswitch from PyPI, modesl from npm).
 bench-peers:

@@ -64,6 +64,34 @@ pub fn self_cpu() -> anyhow::Result<CpuTime> {
     ))
 }
 
+/// CPU time every core of the machine spent busy (user, nice, system, irq, softirq, steal from
+/// the `cpu` line of `/proc/stat`): with the figures of the processes under test it shows how
+/// much of the machine something else used during a run.
+pub fn machine_busy() -> anyhow::Result<CpuTime> {
+    let text = std::fs::read_to_string("/proc/stat").context("/proc/stat")?;
+    parse_machine(&text, clock_ticks())
+}
+
+fn parse_machine(text: &str, ticks_per_sec: u64) -> anyhow::Result<CpuTime> {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .context("no cpu line in /proc/stat")?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse::<u64>().context("/proc/stat field is not a number"))
+        .collect::<anyhow::Result<_>>()?;
+    // user nice system idle iowait irq softirq steal …
+    let busy: u64 = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&i| fields.get(i))
+        .sum();
+    Ok(CpuTime(Duration::from_micros(
+        busy * 1_000_000 / ticks_per_sec,
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -77,5 +105,13 @@ mod tests {
         let cpu = parse_stat(line, 100).ok().map(|c| c.0);
         assert_eq!(cpu, Some(Duration::from_secs(3)));
         assert!(super::process_cpu(std::process::id()).is_ok());
+    }
+
+    #[test]
+    fn machine_line() {
+        let text = "cpu  100 5 50 1000 7 3 2 40 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n";
+        let busy = super::parse_machine(text, 100).ok().map(|c| c.0);
+        assert_eq!(busy, Some(Duration::from_millis(2000)));
+        assert!(super::machine_busy().is_ok());
     }
 }
