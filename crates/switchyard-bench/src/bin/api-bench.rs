@@ -36,7 +36,8 @@
 //! --invite-rate R (200) --read-rate R (1000) --open-secs S (4) --setup-concurrency N (32)
 //! --backends sqlite[,postgres] (default sqlite, plus postgres when DATABASE_URL is set)
 //! --database-url URL (PostgreSQL server to create the bench database on; default
-//! DATABASE_URL) --log-filter F (info) --server-cpu N (0) --client-cpu N (1)
+//! DATABASE_URL) --no-pg-analyze (skip the ANALYZE after the invitation warm-up and after
+//! the members joined) --log-filter F (info) --server-cpu N (0) --client-cpu N (1)
 //! --switchyard PATH --fsim PATH --nginx PATH --out PATH --quick (a short smoke run).
 
 use std::cell::Cell;
@@ -99,6 +100,8 @@ struct Args {
     backends: Vec<Backend>,
     database_url: Option<String>,
     log_filter: String,
+    /// PostgreSQL: `ANALYZE` after the warm-up and after the members joined.
+    pg_analyze: bool,
     server_cpu: usize,
     client_cpu: usize,
     switchyard: Option<PathBuf>,
@@ -131,6 +134,7 @@ impl Default for Args {
             backends,
             database_url,
             log_filter: "info".to_owned(),
+            pg_analyze: true,
             server_cpu: 0,
             client_cpu: 1,
             switchyard: None,
@@ -174,6 +178,10 @@ fn parse_args() -> anyhow::Result<Args> {
             args.open_secs = 0.5;
             args.setup_concurrency = 8;
             args.backends = vec![Backend::Sqlite];
+            continue;
+        }
+        if flag == "--no-pg-analyze" {
+            args.pg_analyze = false;
             continue;
         }
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
@@ -529,6 +537,12 @@ impl PgDatabase {
             url: with_database(admin_url, &name)?,
             name,
         })
+    }
+
+    /// `ANALYZE` of the bench database: what autovacuum does within a minute or so, and what
+    /// makes PostgreSQL replan the service's prepared statements with real statistics.
+    fn analyze(&self) -> anyhow::Result<()> {
+        psql(&with_database(&self.admin_url, &self.name)?, "ANALYZE")
     }
 
     /// The server processes of the connections to the bench database now.
@@ -1165,6 +1179,9 @@ async fn bench_running(
     // With PostgreSQL, its server processes share the machine: metered like fsim.
     let mut pg_pids = 0;
     if let Some(pg) = pg {
+        if args.pg_analyze {
+            pg.analyze()?;
+        }
         let pids = pg.backend_pids()?;
         pg_pids = pids.len();
         others.extend(pids);
@@ -1326,6 +1343,11 @@ async fn bench_running(
     setup.per_node_members =
         wait_members(&mut admin, setup.calls, Duration::from_secs(120)).await?;
     setup.members_visible_secs = t.elapsed().as_secs_f64();
+    if let Some(pg) = pg
+        && args.pg_analyze
+    {
+        pg.analyze()?;
+    }
     setup.calls_sy_cpu = sy_cpu()?.saturating_sub(sy0);
     setup.calls_fsim_cpu = fsim_cpu()?.saturating_sub(fs0);
     eprintln!(
@@ -1951,8 +1973,15 @@ fn backend_section(r: &mut String, a: &Args, rep: &mut BackendReport) {
         if pg {
             format!(
                 " {} PostgreSQL server processes metered (the pool's connections after the \
-                 warm-up).",
-                rep.pg_pids
+                 warm-up). {}",
+                rep.pg_pids,
+                if a.pg_analyze {
+                    "`ANALYZE` ran after the invitation warm-up and after the members joined \
+                     (as autovacuum would within a minute; without it the name lookups use the \
+                     wrong index, see `--no-pg-analyze`)."
+                } else {
+                    "No `ANALYZE` (`--no-pg-analyze`): statistics as autovacuum left them."
+                }
             )
         } else {
             String::new()
