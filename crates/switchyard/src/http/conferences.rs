@@ -275,7 +275,7 @@ fn conference_name(path: Result<Path<String>, PathRejection>) -> Result<String, 
     checked_name(name)
 }
 
-fn checked_name(name: String) -> Result<String, ApiError> {
+pub(super) fn checked_name(name: String) -> Result<String, ApiError> {
     if valid_conference_name(&name) {
         Ok(name)
     } else {
@@ -297,7 +297,9 @@ fn optional_json<T: DeserializeOwned + Default>(
         .map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))
 }
 
-fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+pub(super) fn json_body<T: DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
     let body = body?;
     serde_json::from_slice(&body)
         .map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))

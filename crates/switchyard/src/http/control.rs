@@ -18,10 +18,10 @@ use axum::http::StatusCode;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
+use super::conferences::{checked_name, json_body};
 use super::{ApiError, ApiPrincipal};
 use crate::app::AppState;
 use crate::config::Scope;
-use crate::ids::valid_conference_name;
 use crate::live::LeaveReason;
 use crate::store::{ConferenceRecord, Recording};
 
@@ -79,16 +79,6 @@ pub struct RecordingStarted {
     pub reply: String,
 }
 
-fn name_of(path: &str) -> Result<String, ApiError> {
-    if valid_conference_name(path) {
-        Ok(path.to_owned())
-    } else {
-        Err(ApiError::InvalidConferenceName(
-            path.chars().take(80).collect(),
-        ))
-    }
-}
-
 /// A single command-line argument: printable ASCII, no spaces, no quotes or braces (which
 /// FreeSWITCH would interpret), bounded.
 fn arg(field: &str, value: &str) -> Result<(), ApiError> {
@@ -105,14 +95,6 @@ fn arg(field: &str, value: &str) -> Result<(), ApiError> {
              braces or backslashes"
         )))
     }
-}
-
-fn json<T: serde::de::DeserializeOwned>(
-    body: Result<Bytes, BytesRejection>,
-) -> Result<T, ApiError> {
-    let body = body?;
-    serde_json::from_slice(&body)
-        .map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))
 }
 
 async fn live_conference(state: &AppState, name: &str) -> Result<ConferenceRecord, ApiError> {
@@ -171,7 +153,7 @@ pub(super) async fn member_action(
     principal.require(Scope::ConferencesWrite)?;
     let Path((name, member_id, action)) =
         path.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
-    let name = name_of(&name)?;
+    let name = checked_name(name)?;
     let sub = match action.as_str() {
         "mute" | "unmute" | "deaf" | "undeaf" | "kick" | "vmute" | "unvmute" => action.as_str(),
         "floor" => "vid-floor",
@@ -221,7 +203,7 @@ async fn conference_action(
 ) -> Result<Json<CommandResult>, ApiError> {
     principal.require(Scope::ConferencesWrite)?;
     let Path(name) = path.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
-    let conference = live_conference(&state, &name_of(&name)?).await?;
+    let conference = live_conference(&state, &checked_name(name)?).await?;
     Ok(Json(command(&state, &conference, sub).await?))
 }
 
@@ -235,7 +217,7 @@ pub(super) async fn layout(
 ) -> Result<Json<CommandResult>, ApiError> {
     principal.require(Scope::ConferencesWrite)?;
     let Path(name) = path.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
-    let body: LayoutBody = json(body)?;
+    let body: LayoutBody = json_body(body)?;
     arg("layout", &body.layout)?;
     let rest = match body.layout.strip_prefix("group:") {
         Some(group) => {
@@ -247,7 +229,7 @@ pub(super) async fn layout(
             None => format!("vid-layout {}", body.layout),
         },
     };
-    let conference = live_conference(&state, &name_of(&name)?).await?;
+    let conference = live_conference(&state, &checked_name(name)?).await?;
     Ok(Json(command(&state, &conference, &rest).await?))
 }
 
@@ -261,9 +243,9 @@ pub(super) async fn play(
 ) -> Result<Json<CommandResult>, ApiError> {
     principal.require(Scope::ConferencesWrite)?;
     let Path(name) = path.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
-    let body: PlayBody = json(body)?;
+    let body: PlayBody = json_body(body)?;
     arg("file", &body.file)?;
-    let conference = live_conference(&state, &name_of(&name)?).await?;
+    let conference = live_conference(&state, &checked_name(name)?).await?;
     Ok(Json(
         command(&state, &conference, &format!("play {}", body.file)).await?,
     ))
@@ -279,7 +261,7 @@ pub(super) async fn start_recording(
 ) -> Result<(StatusCode, Json<RecordingStarted>), ApiError> {
     principal.require(Scope::ConferencesWrite)?;
     let Path(name) = path.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
-    let conference = live_conference(&state, &name_of(&name)?).await?;
+    let conference = live_conference(&state, &checked_name(name)?).await?;
     let extension = if conference.profile == "video" {
         "mp4"
     } else {
@@ -292,10 +274,11 @@ pub(super) async fn start_recording(
             .conferences
             .recordings_dir
             .trim_end_matches('/'),
-        Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+        Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
+        name = conference.name,
     );
     let result = command(&state, &conference, &format!("record {file}")).await?;
-    tracing::info!(key_id = %principal.key_id, conference = %name, path = %file, "recording requested");
+    tracing::info!(key_id = %principal.key_id, conference = %conference.name, path = %file, "recording requested");
     Ok((
         StatusCode::ACCEPTED,
         Json(RecordingStarted {
@@ -317,7 +300,7 @@ pub(super) async fn recordings(
     principal.require(Scope::ConferencesRead)?;
     let Path(name) = path.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
     Ok(Json(RecordingList {
-        recordings: state.store.recordings(&name_of(&name)?).await?,
+        recordings: state.store.recordings(&checked_name(name)?).await?,
     }))
 }
 
@@ -349,7 +332,7 @@ async fn stop_kind(
 ) -> Result<Json<Vec<CommandResult>>, ApiError> {
     principal.require(Scope::ConferencesWrite)?;
     let Path(name) = path.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
-    let conference = live_conference(&state, &name_of(&name)?).await?;
+    let conference = live_conference(&state, &checked_name(name)?).await?;
     let open: Vec<Recording> = state
         .store
         .recordings(&conference.name)
@@ -375,15 +358,15 @@ pub(super) async fn start_broadcast(
 ) -> Result<(StatusCode, Json<CommandResult>), ApiError> {
     principal.require(Scope::ConferencesWrite)?;
     let Path(name) = path.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
-    let body: BroadcastBody = json(body)?;
+    let body: BroadcastBody = json_body(body)?;
     arg("url", &body.url)?;
     if !(body.url.starts_with("rtmp://") || body.url.starts_with("rtmps://")) {
         return Err(ApiError::InvalidRequest(
             "url must start with rtmp:// or rtmps://".to_owned(),
         ));
     }
-    let conference = live_conference(&state, &name_of(&name)?).await?;
+    let conference = live_conference(&state, &checked_name(name)?).await?;
     let result = command(&state, &conference, &format!("record {}", body.url)).await?;
-    tracing::info!(key_id = %principal.key_id, conference = %name, "broadcast requested");
+    tracing::info!(key_id = %principal.key_id, conference = %conference.name, "broadcast requested");
     Ok((StatusCode::ACCEPTED, Json(result)))
 }
