@@ -301,7 +301,6 @@ pub(crate) struct SipCall {
     pub caller_id_name: String,
     pub caller_id_number: String,
     pub directory_vars: Vec<(String, String)>,
-    pub conference_data: String,
 }
 
 impl Channel {
@@ -390,6 +389,12 @@ impl Channel {
     }
 
     fn add_profile(&self, b: &mut EventBuilder, p: &CallerProfile) {
+        self.add_profile_prefixed(b, p, "Caller");
+    }
+
+    /// `switch_caller_profile_event_set_data` with `prefix` (`Caller`, `Hunt`).
+    fn add_profile_prefixed(&self, b: &mut EventBuilder, p: &CallerProfile, prefix: &str) {
+        let mut b = Prefixed { b, prefix };
         b.add("Caller-Direction", p.direction);
         b.add("Caller-Logical-Direction", p.direction);
         b.add("Caller-Username", &p.username);
@@ -427,7 +432,34 @@ impl Channel {
         b.add("Caller-Privacy-Hide-Name", "false");
         b.add("Caller-Privacy-Hide-Number", "false");
     }
+}
 
+/// Writes `Caller-*` header names with another prefix.
+struct Prefixed<'a> {
+    b: &'a mut EventBuilder,
+    prefix: &'a str,
+}
+
+impl Prefixed<'_> {
+    fn name(&self, name: &str) -> String {
+        match name.strip_prefix("Caller-") {
+            Some(rest) => format!("{}-{rest}", self.prefix),
+            None => name.to_owned(),
+        }
+    }
+
+    fn add(&mut self, name: &str, value: &str) {
+        let name = self.name(name);
+        self.b.add(&name, value);
+    }
+
+    fn add_display(&mut self, name: &str, value: impl std::fmt::Display) {
+        let name = self.name(name);
+        self.b.add_display(&name, value);
+    }
+}
+
+impl Channel {
     fn add_vars(&self, b: &mut EventBuilder) {
         for (name, value) in self.vars.iter() {
             b.add(&format!("variable_{name}"), value);
@@ -566,11 +598,12 @@ impl Channel {
     // SIP leg
     // ---------------------------------------------------------------------------------------
 
-    /// An inbound SIP call: the channel after the authenticated INVITE, up to the start of the
-    /// `conference` application. Fires the events of the capture in order (CHANNEL_STATE
-    /// CS_NEW … CHANNEL_EXECUTE conference), including sofia's `pre_register` /
-    /// `register_attempt` that the captured build fires for an authenticated INVITE.
-    pub fn sofia_inbound(
+    /// An inbound SIP call after the authenticated INVITE: the channel is created and enters
+    /// CS_ROUTING, where FreeSWITCH looks the destination up in the dialplan. Fires the events
+    /// of the capture in order (CHANNEL_STATE CS_NEW … CS_ROUTING), including sofia's
+    /// `pre_register` / `register_attempt` that the captured build fires for an authenticated
+    /// INVITE. [`Channel::execute_conference`] continues once the route is known.
+    pub fn sofia_routing(
         ctx: &EventCtx,
         out: &mut Vec<Event>,
         call: SipCall,
@@ -726,11 +759,28 @@ impl Channel {
             ("src/switch_core_state_machine.c", "check_presence", 521),
         );
         out.push(ev);
+        ch
+    }
+
+    /// The second half of an inbound SIP call: the dialplan's extension runs
+    /// (`answer`, then `conference <conference_data>`) up to the start of the conference
+    /// application.
+    pub fn execute_conference(
+        &mut self,
+        ctx: &EventCtx,
+        out: &mut Vec<Event>,
+        destination: &str,
+        conference_data: String,
+    ) {
+        let ch = self;
+        let Some(leg) = ch.sip().cloned() else {
+            return;
+        };
         ch.run_state(ctx, out, State::Execute, State::Execute);
 
         // Dialplan: answer.
         ch.vars
-            .set("DP_MATCH", format!("ARRAY::{0}|:{0}", call.destination));
+            .set("DP_MATCH", format!("ARRAY::{0}|:{0}", destination));
         ch.vars.set("call_uuid", ch.uuid.clone());
         ch.vars.set("current_application", "answer");
         let answer_app = ch.answer_app.clone();
@@ -830,10 +880,33 @@ impl Channel {
         let conf_app = uuid::Uuid::new_v4().to_string();
         ch.vars.set("current_application", "conference");
         ch.vars
-            .set("current_application_data", call.conference_data.clone());
-        out.push(ch.execute(ctx, "conference", &call.conference_data, &conf_app));
-        ch.conference_app = Some((conf_app, call.conference_data));
-        ch
+            .set("current_application_data", conference_data.clone());
+        out.push(ch.execute(ctx, "conference", &conference_data, &conf_app));
+        ch.conference_app = Some((conf_app, conference_data));
+    }
+
+    /// The REQUEST_PARAMS event of the dialplan lookup (see `crate::dialplan`): channel data,
+    /// variables, then the caller profile as `Hunt-*`.
+    pub fn dialplan_request(&self, ctx: &EventCtx) -> Vec<(String, String)> {
+        // Not captured: where mod_dialplan_xml creates the event.
+        let mut b = ctx.event(
+            "REQUEST_PARAMS",
+            at("mod_dialplan_xml.c", "dialplan_xml_locate", 0),
+        );
+        self.add_basic(&mut b);
+        self.add_vars(&mut b);
+        if let Some(p) = &self.profile {
+            self.add_profile_prefixed(&mut b, p, "Hunt");
+        }
+        b.into_pairs()
+    }
+
+    /// The destination number and context of the caller profile.
+    pub fn destination(&self) -> (&str, &str) {
+        match &self.profile {
+            Some(p) => (&p.destination_number, &p.context),
+            None => ("", ""),
+        }
     }
 
     /// The variables the `conference` application sets when the member joins, plus sofia's ACK
@@ -1345,6 +1418,9 @@ pub(crate) fn q850(cause: &str) -> u32 {
         "USER_BUSY" => 17,
         "NO_ROUTE_DESTINATION" => 3,
         "CALL_REJECTED" => 21,
+        "UNALLOCATED_NUMBER" => 1,
+        "NORMAL_TEMPORARY_FAILURE" => 41,
+        "ORIGINATOR_CANCEL" => 487,
         "MANAGER_REQUEST" => 503,
         "SYSTEM_SHUTDOWN" => 503,
         _ => 0,

@@ -13,8 +13,8 @@
 //!
 //! | method | path | body | answer |
 //! |---|---|---|---|
-//! | GET | `/nodes` | | `[{name, esl_addr, core_uuid}]` |
-//! | GET | `/nodes/{name}` | | snapshot: `{name, esl_addr, core_uuid, uptime_ms, frozen, esl_connections, registrations, conferences: [{name, uuid, profile, locked, floor, members: [{id, channel_uuid, caller_id_name, caller_id_number, hear, speak, talking}], recordings}], channels: [{uuid, name, state, conference, member_id}], open_auth_count}` |
+//! | GET | `/nodes` | | `[{name, esl_addr, sip_ws_url, core_uuid}]` (`sip_ws_url` null without `--sip-ws`) |
+//! | GET | `/nodes/{name}` | | snapshot: `{name, esl_addr, sip_ws_url, core_uuid, uptime_ms, frozen, esl_connections, registrations, conferences: [{name, uuid, profile, locked, floor, members: [{id, channel_uuid, caller_id_name, caller_id_number, hear, speak, talking}], recordings}], channels: [{uuid, name, state, conference, member_id}], open_auth_count}` |
 //! | POST | `/nodes/{name}/register` | `{user, password}` | `{node, user, registered: true}` |
 //! | POST | `/nodes/{name}/calls` | `{user, password, conference, profile?}` | 201 `{uuid, member_id, conference}` |
 //! | POST | `/nodes/{name}/calls/{uuid}/talking` | `{talking: bool}` | `{uuid, talking}` |
@@ -202,6 +202,8 @@ fn body<T: DeserializeOwned>(payload: &[u8]) -> Result<T, ControlError> {
 struct NodeSummary {
     name: String,
     esl_addr: String,
+    /// `ws://host:port` of the SIP-over-WebSocket endpoint, when enabled.
+    sip_ws_url: Option<String>,
     core_uuid: String,
 }
 
@@ -212,6 +214,7 @@ async fn list_nodes(State(st): State<ControlState>) -> Json<Vec<NodeSummary>> {
             .map(|n| NodeSummary {
                 name: n.name().to_owned(),
                 esl_addr: n.esl_addr().to_string(),
+                sip_ws_url: n.sip_ws_addr().map(|a| format!("ws://{a}")),
                 core_uuid: n.core_uuid(),
             })
             .collect(),
@@ -275,6 +278,7 @@ fn snapshot_json(node: &SimNode) -> Value {
     json!({
         "name": node.name(),
         "esl_addr": node.esl_addr().to_string(),
+        "sip_ws_url": node.sip_ws_addr().map(|a| format!("ws://{a}")),
         "core_uuid": snap.core_uuid,
         "uptime_ms": u64::try_from(snap.uptime.as_millis()).unwrap_or(u64::MAX),
         "frozen": snap.frozen,

@@ -274,36 +274,35 @@ impl DirectoryClient {
         identity: &NodeIdentity,
         req: &SipAuthRequest,
     ) -> Result<AuthorizedUser, AuthFailure> {
-        let target = match &self.inner.target {
-            None => return Err(AuthFailure::NoDirectory),
-            Some(Err(e)) => return Err(AuthFailure::Http(e.clone())),
-            Some(Ok(t)) => t,
-        };
-        let message = UaMessage::new(identity, req);
-        let digest = DigestAuth::answer(identity, req, &message);
+        let (facts, digest_uri) = SipRequestFacts::simulated(identity, req);
+        let credentials = DigestCredentials::answer(identity, req, &digest_uri);
+        self.authenticate(identity, &facts, &credentials).await
+    }
+
+    /// Authenticates a real SIP request whose digest `credentials` came from the wire (the
+    /// `Authorization` / `Proxy-Authorization` of a REGISTER or INVITE): the `sip_auth` form
+    /// of `sofia_reg_parse_auth`, then sofia's verification against the returned user.
+    pub async fn authenticate(
+        &self,
+        identity: &NodeIdentity,
+        facts: &SipRequestFacts,
+        credentials: &DigestCredentials,
+    ) -> Result<AuthorizedUser, AuthFailure> {
         let sequence = self.sequence.fetch_add(1, Ordering::Relaxed) + 1;
-        let form = sip_auth_form(
-            identity,
-            req,
-            &message,
-            &digest,
-            sequence,
-            SystemTime::now(),
-        );
+        let form = sip_auth_form(identity, facts, credentials, sequence, SystemTime::now());
         tracing::debug!(
-            user = %req.username,
-            method = req.method.as_str(),
-            url = %target.url,
+            user = %credentials.username,
+            method = %credentials.method,
             "xml_curl directory lookup (sip_auth)"
         );
-        let body = self.fetch(target, form.as_bytes()).await?;
-        let user = lookup_user(&body, &identity.domain, &req.username)?;
-        match verify(&user, req.method, &digest) {
+        let body = self.post_form(form.as_bytes()).await?;
+        let user = lookup_user(&body, &identity.domain, &credentials.username)?;
+        match verify(&user, credentials) {
             Verdict::Ok => {}
             Verdict::Open => {
                 self.inner.open_auths.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
-                    user = %req.username,
+                    user = %credentials.username,
                     domain = %identity.domain,
                     "directory user has no password and no a1-hash: FreeSWITCH lets it in \
                      WITHOUT checking the digest (allow-empty-password defaults to true)"
@@ -316,6 +315,20 @@ impl DirectoryClient {
             domain: identity.domain.clone(),
             variables: user.variables,
         })
+    }
+
+    /// POSTs a mod_xml_curl form to this binding and returns the answer body (HTTP 200 only).
+    pub async fn post_form(&self, form: &[u8]) -> Result<Vec<u8>, AuthFailure> {
+        match &self.inner.target {
+            None => Err(AuthFailure::NoDirectory),
+            Some(Err(e)) => Err(AuthFailure::Http(e.clone())),
+            Some(Ok(t)) => self.fetch(t, form).await,
+        }
+    }
+
+    /// Whether a `gateway-url` is configured.
+    pub fn is_bound(&self) -> bool {
+        self.inner.target.is_some()
     }
 
     /// One mod_xml_curl transfer: delay, connect, send, read; bounded by the timeout.
@@ -355,22 +368,31 @@ impl DirectoryClient {
 // ---------------------------------------------------------------------------------------------
 // The simulated SIP request and its digest answer.
 
-/// The parts of the SIP request that end up in the form (see the module docs for the two UA
-/// flavours).
-#[derive(Debug, Clone)]
-struct UaMessage {
-    digest_uri: String,
-    contact_user: String,
-    contact_host: String,
-    to_user: String,
-    to_host: String,
-    to_port: Option<u16>,
-    via_protocol: String,
-    from_user: String,
-    from_host: String,
-    request_user: Option<String>,
-    request_host: String,
-    request_port: Option<u16>,
+/// What sofia takes from a SIP request into the `sip_auth` form (see the module docs for the
+/// two simulated UA flavours; the SIP-over-WebSocket endpoint fills it from the real request).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SipRequestFacts {
+    /// `User-Agent` (FreeSWITCH sends `unknown` when empty).
+    pub user_agent: String,
+    /// `Call-ID` (omitted when empty).
+    pub call_id: String,
+    pub contact_user: String,
+    pub contact_host: String,
+    pub to_user: String,
+    pub to_host: String,
+    pub to_port: Option<u16>,
+    /// Via transport, lowercase (`udp`, `ws`, `wss`).
+    pub via_protocol: String,
+    pub from_user: String,
+    pub from_host: String,
+    pub request_user: Option<String>,
+    pub request_host: String,
+    pub request_port: Option<u16>,
+    /// Request headers named `X-*` with a non-empty value, as received.
+    pub x_headers: Vec<(String, String)>,
+    /// Source address of the request (`ip`, `client_port`).
+    pub client_ip: String,
+    pub client_port: u16,
 }
 
 fn random_token(len: usize) -> String {
@@ -381,8 +403,9 @@ fn random_token(len: usize) -> String {
         .collect()
 }
 
-impl UaMessage {
-    fn new(identity: &NodeIdentity, req: &SipAuthRequest) -> Self {
+impl SipRequestFacts {
+    /// The request a simulated UA sends, and the digest uri it uses.
+    fn simulated(identity: &NodeIdentity, req: &SipAuthRequest) -> (Self, String) {
         let domain = identity.domain.clone();
         let transport = if req.transport.is_empty() {
             "udp".to_owned()
@@ -401,8 +424,12 @@ impl UaMessage {
                 Some(d) => format!("sip:{d}@{domain}"),
                 None => format!("sip:{domain}"),
             };
-            Self {
-                digest_uri,
+            let facts = Self {
+                user_agent: req.user_agent.clone(),
+                call_id: req.call_id.clone(),
+                client_ip: req.client_ip.clone(),
+                client_port: req.client_port,
+                x_headers: Vec::new(),
                 contact_user: random_token(8),
                 contact_host: format!("{}.invalid", random_token(12)),
                 to_user,
@@ -414,12 +441,17 @@ impl UaMessage {
                 request_user: destination,
                 request_host: domain,
                 request_port: None,
-            }
+            };
+            (facts, digest_uri)
         } else {
             // SIPp: request URI `sip:[user@]host:5060`, digest uri `sip:host:5060` (even for
             // INVITE), the INVITE's To carries the port too.
-            Self {
-                digest_uri: format!("sip:{domain}:{SIP_PORT}"),
+            let facts = Self {
+                user_agent: req.user_agent.clone(),
+                call_id: req.call_id.clone(),
+                client_ip: req.client_ip.clone(),
+                client_port: req.client_port,
+                x_headers: Vec::new(),
                 contact_user: req.username.clone(),
                 contact_host: req.client_ip.clone(),
                 to_port: destination.as_ref().map(|_| SIP_PORT),
@@ -431,27 +463,33 @@ impl UaMessage {
                 request_user: destination,
                 request_host: domain,
                 request_port: Some(SIP_PORT),
-            }
+            };
+            (facts, format!("sip:{}:{SIP_PORT}", identity.domain))
         }
     }
 }
 
-/// The `Authorization` / `Proxy-Authorization` parameters of the UA's second request.
-#[derive(Debug, Clone)]
-struct DigestAuth {
-    username: String,
-    realm: String,
-    nonce: String,
-    uri: String,
-    qop: String,
-    cnonce: String,
-    nc: String,
-    response: String,
+/// The digest parameters of an `Authorization` / `Proxy-Authorization` header, plus the
+/// method of the request that carried them (RFC 2617 §3.2.2).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DigestCredentials {
+    pub username: String,
+    pub realm: String,
+    pub nonce: String,
+    pub uri: String,
+    pub response: String,
+    /// `qop`, `nc` and `cnonce` are used only when all three are present (as sofia does).
+    pub qop: Option<String>,
+    pub nc: Option<String>,
+    pub cnonce: Option<String>,
+    /// The request method (`REGISTER`, `INVITE`, ...): HA2 = MD5(`method:uri`).
+    pub method: String,
 }
 
-impl DigestAuth {
-    /// The UA answers sofia's challenge (`realm` = domain, `nonce` = fresh UUID) with its password.
-    fn answer(identity: &NodeIdentity, req: &SipAuthRequest, msg: &UaMessage) -> Self {
+impl DigestCredentials {
+    /// The simulated UA answers sofia's challenge (`realm` = domain, `nonce` = fresh UUID)
+    /// with its password.
+    fn answer(identity: &NodeIdentity, req: &SipAuthRequest, digest_uri: &str) -> Self {
         let realm = identity.domain.clone();
         let nonce = uuid::Uuid::new_v4().to_string();
         let cnonce = format!("{:08x}", rand::rng().random::<u32>());
@@ -463,17 +501,26 @@ impl DigestAuth {
             &nonce,
             Some((&nc, &cnonce, &qop)),
             req.method.as_str(),
-            &msg.digest_uri,
+            digest_uri,
         );
         Self {
             username: req.username.clone(),
             realm,
             nonce,
-            uri: msg.digest_uri.clone(),
-            qop,
-            cnonce,
-            nc,
+            uri: digest_uri.to_owned(),
             response,
+            qop: Some(qop),
+            nc: Some(nc),
+            cnonce: Some(cnonce),
+            method: req.method.as_str().to_owned(),
+        }
+    }
+
+    /// `(nc, cnonce, qop)` when all three are present.
+    fn qop_triple(&self) -> Option<(&str, &str, &str)> {
+        match (&self.nc, &self.cnonce, &self.qop) {
+            (Some(nc), Some(cnonce), Some(qop)) => Some((nc, cnonce, qop)),
+            _ => None,
         }
     }
 }
@@ -518,9 +565,8 @@ pub fn digest_response(
 /// Builds the `sip_auth` form body with the field order of `sofia_reg_parse_auth`.
 fn sip_auth_form(
     identity: &NodeIdentity,
-    req: &SipAuthRequest,
-    msg: &UaMessage,
-    digest: &DigestAuth,
+    msg: &SipRequestFacts,
+    digest: &DigestCredentials,
     sequence: u64,
     now: SystemTime,
 ) -> String {
@@ -544,10 +590,10 @@ fn sip_auth_form(
     );
     form.field("action", "sip_auth");
     form.field("sip_profile", &identity.sip_profile);
-    let ua = if req.user_agent.is_empty() {
+    let ua = if msg.user_agent.is_empty() {
         "unknown"
     } else {
-        &req.user_agent
+        &msg.user_agent
     };
     form.field("sip_user_agent", ua);
     form.field("sip_auth_username", &digest.username);
@@ -564,7 +610,7 @@ fn sip_auth_form(
     form.optional("sip_via_protocol", &msg.via_protocol);
     form.optional("sip_from_user", &msg.from_user);
     form.optional("sip_from_host", &msg.from_host);
-    form.optional("sip_call_id", &req.call_id);
+    form.optional("sip_call_id", &msg.call_id);
     if let Some(user) = &msg.request_user {
         form.optional("sip_request_user", user);
     }
@@ -572,12 +618,17 @@ fn sip_auth_form(
     if let Some(port) = msg.request_port {
         form.field("sip_request_port", &port.to_string());
     }
-    form.field("sip_auth_qop", &digest.qop);
-    form.field("sip_auth_cnonce", &digest.cnonce);
-    form.field("sip_auth_nc", &digest.nc);
+    for (name, value) in &msg.x_headers {
+        form.optional(name, value);
+    }
+    if let Some((nc, cnonce, qop)) = digest.qop_triple() {
+        form.field("sip_auth_qop", qop);
+        form.field("sip_auth_cnonce", cnonce);
+        form.field("sip_auth_nc", nc);
+    }
     form.field("sip_auth_response", &digest.response);
-    form.field("sip_auth_method", req.method.as_str());
-    form.field("client_port", &req.client_port.to_string());
+    form.field("sip_auth_method", &digest.method);
+    form.field("client_port", &msg.client_port.to_string());
     form.field("key", "id");
     let user = if digest.username.is_empty() {
         "nobody"
@@ -586,17 +637,23 @@ fn sip_auth_form(
     };
     form.field("user", user);
     form.field("domain", &identity.domain);
-    form.field("ip", &req.client_ip);
+    form.field("ip", &msg.client_ip);
     form.finish()
 }
 
 /// A mod_xml_curl form: five raw fields, then `&Name=<switch_url_encode(value)>`.
-struct Form {
+pub(crate) struct Form {
     out: String,
 }
 
 impl Form {
-    fn new(hostname: &str, section: &str, tag: &str, key_name: &str, key_value: &str) -> Self {
+    pub(crate) fn new(
+        hostname: &str,
+        section: &str,
+        tag: &str,
+        key_name: &str,
+        key_value: &str,
+    ) -> Self {
         // mod_xml_curl inserts these five without encoding them.
         Self {
             out: format!(
@@ -605,7 +662,7 @@ impl Form {
         }
     }
 
-    fn field(&mut self, name: &str, value: &str) {
+    pub(crate) fn field(&mut self, name: &str, value: &str) {
         self.out.push('&');
         self.out.push_str(name);
         self.out.push('=');
@@ -654,7 +711,7 @@ impl Form {
         self.field("Event-Sequence", &sequence.to_string());
     }
 
-    fn finish(self) -> String {
+    pub(crate) fn finish(self) -> String {
         self.out
     }
 }
@@ -993,7 +1050,7 @@ fn truncate(s: &str, max: usize) -> &str {
 pub fn preprocess(document: &str) -> String {
     let mut out = String::with_capacity(document.len());
     for line in document.split_inclusive('\n') {
-        if line.contains("<?") || line.contains("<include>") || line.contains("</include>") {
+        if dropped_by_preprocessor(line) {
             continue;
         }
         if line.contains("$${") || line.contains("<X-PRE-PROCESS") || line.contains("<!--#") {
@@ -1006,6 +1063,11 @@ pub fn preprocess(document: &str) -> String {
         out.push_str(line);
     }
     out
+}
+
+/// Whether the pre-processor drops `line` whole (also used for configuration files, `fsconf`).
+pub(crate) fn dropped_by_preprocessor(line: &str) -> bool {
+    line.contains("<?") || line.contains("<include>") || line.contains("</include>")
 }
 
 /// A directory user after merging, as sofia sees it.
@@ -1145,8 +1207,10 @@ enum Verdict {
 }
 
 /// `sofia_reg_parse_auth`'s verdict for the merged user.
-fn verify(user: &DirectoryUser, method: SipMethod, digest: &DigestAuth) -> Verdict {
-    if method == SipMethod::Register && user.param("sip-forbid-register").is_some_and(switch_true) {
+fn verify(user: &DirectoryUser, digest: &DigestCredentials) -> Verdict {
+    if digest.method.eq_ignore_ascii_case("REGISTER")
+        && user.param("sip-forbid-register").is_some_and(switch_true)
+    {
         return Verdict::Fail(AuthFailure::Forbidden("sip-forbid-register".to_owned()));
     }
     let password = user.param("password").unwrap_or_default();
@@ -1170,8 +1234,8 @@ fn verify(user: &DirectoryUser, method: SipMethod, digest: &DigestAuth) -> Verdi
     let expected = digest_response(
         &ha1,
         &digest.nonce,
-        Some((&digest.nc, &digest.cnonce, &digest.qop)),
-        method.as_str(),
+        digest.qop_triple(),
+        &digest.method,
         &digest.uri,
     );
     if expected.eq_ignore_ascii_case(&digest.response) {
@@ -1185,21 +1249,24 @@ fn verify(user: &DirectoryUser, method: SipMethod, digest: &DigestAuth) -> Verdi
 // A minimal element tree (text is irrelevant to the directory).
 
 #[derive(Debug, Default)]
-struct Element {
+pub(crate) struct Element {
     name: String,
     attrs: Vec<(String, String)>,
     children: Vec<Element>,
 }
 
 impl Element {
-    fn attr(&self, name: &str) -> Option<&str> {
+    pub(crate) fn attr(&self, name: &str) -> Option<&str> {
         self.attrs
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
 
-    fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> + 'a {
+    pub(crate) fn children_named<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a Element> + 'a {
         self.children.iter().filter(move |c| c.name == name)
     }
 }
@@ -1228,7 +1295,7 @@ fn element_from(start: &BytesStart<'_>) -> Element {
 }
 
 /// Parses the root element; an empty document, unbalanced tags or excessive nesting are errors.
-fn parse_xml(text: &str) -> Result<Element, String> {
+pub(crate) fn parse_xml(text: &str) -> Result<Element, String> {
     let mut reader = quick_xml::Reader::from_str(text);
     let mut stack: Vec<Element> = Vec::new();
     loop {
@@ -1331,19 +1398,29 @@ mod tests {
         let body_start = start + doc[start..].find('\n').unwrap() + 1;
         let end = body_start + doc[body_start..].find("===== end of response #3").unwrap();
         let user = lookup_user(&doc.as_bytes()[body_start..end], "127.0.0.1", "1001").unwrap();
-        let digest = DigestAuth {
+        let mut digest = DigestCredentials {
             username: "1001".into(),
             realm: "127.0.0.1".into(),
             nonce: "927f26d8-be73-439c-9045-0eead5d1749d".into(),
             uri: "sip:127.0.0.1:5060".into(),
-            qop: "auth".into(),
-            cnonce: "6b8b4567".into(),
-            nc: "00000001".into(),
+            qop: Some("auth".into()),
+            cnonce: Some("6b8b4567".into()),
+            nc: Some("00000001".into()),
             response: "25A0A97BD849F0724EEA14745BC8DA2B".into(),
+            method: "REGISTER".into(),
         };
+        assert!(matches!(verify(&user, &digest), Verdict::Ok));
+        // The same response for another method, or a changed nc, does not verify.
+        digest.method = "INVITE".into();
         assert!(matches!(
-            verify(&user, SipMethod::Register, &digest),
-            Verdict::Ok
+            verify(&user, &digest),
+            Verdict::Fail(AuthFailure::WrongPassword)
+        ));
+        digest.method = "REGISTER".into();
+        digest.nc = Some("00000002".into());
+        assert!(matches!(
+            verify(&user, &digest),
+            Verdict::Fail(AuthFailure::WrongPassword)
         ));
         assert_eq!(user.id, "1001");
         assert_eq!(user.variables[0], ("user_context".into(), "default".into()));
@@ -1402,10 +1479,10 @@ mod tests {
             user_agent: "sipp-fixture".into(),
         };
         let id = identity();
-        let msg = UaMessage::new(&id, &req);
-        let digest = DigestAuth::answer(&id, &req, &msg);
+        let (msg, uri) = SipRequestFacts::simulated(&id, &req);
+        let digest = DigestCredentials::answer(&id, &req, &uri);
         let now = UNIX_EPOCH + Duration::from_micros(1_795_315_530_036_759);
-        let form = sip_auth_form(&id, &req, &msg, &digest, 454, now);
+        let form = sip_auth_form(&id, &msg, &digest, 454, now);
         assert!(form.contains(
             "&Event-Date-GMT=Sun,%2022%20Nov%202026%2002%3A45%3A30%20GMT&Event-Date-Timestamp=1795315530036759&"
         ));

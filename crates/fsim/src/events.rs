@@ -141,6 +141,11 @@ impl EventBuilder {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The headers so far, in order (a mod_xml_curl form is built from them).
+    pub fn into_pairs(self) -> Vec<(String, String)> {
+        self.headers
+    }
+
     /// The finished event.
     pub fn build(self) -> Event {
         let mut headers = Headers::new();

@@ -18,13 +18,22 @@
 //! - `conference` / `channel`: mod_conference and the channel model, and the events they fire.
 //! - `bus`: subscriptions, filters and the per-listener bounded queues.
 //! - `events`: the event prelude every FreeSWITCH event starts with.
-//! - [`directory`]: the mod_xml_curl client and SIP digest verification.
+//! - [`directory`]: the mod_xml_curl client and SIP digest verification (simulated UAs, and
+//!   [`directory::DirectoryClient::authenticate`] for digests that came from the wire).
+//! - [`dialplan`]: the mod_xml_curl `dialplan` lookup (form and answer).
+//! - [`sip`]: SIP over WebSocket (RFC 7118, sofia `ws-binding`) for browsers running JsSIP:
+//!   a sans-IO SIP codec ([`sip::parse`]), the SDP answer, digest headers, and per
+//!   connection sofia's UAS behaviour; see `docs/fsim-sip-ws.md`.
 //! - [`control`]: the HTTP control port of the `fsim` binary.
 //!
 //! # Not simulated
 //!
-//! Media (no RTP; talking is driven by [`SimNode::start_talking`] and the audio floor by simple
-//! rules, see `conference`), `play-file` / `play-file-done` prompt events, outbound SIP
+//! Media: no RTP, ICE, DTLS or SRTP. The SDP answers of the SIP-over-WebSocket endpoint have
+//! the shape Chromium's `setRemoteDescription` wants (not yet checked against a real browser),
+//! but nothing listens on their candidate, so a browser's ICE never completes. Talking is
+//! driven by [`SimNode::start_talking`] and the audio floor by simple rules, see `conference`.
+//! Also: WSS (plain `ws://` only), SIP over UDP/TCP, `play-file` / `play-file-done` prompt
+//! events, outbound SIP
 //! (`originate` supports `loopback/<ext>` + `&conference(...)` only), ESL `userauth`, `myevents`,
 //! `sendevent`, `sendmsg`, log streaming, ACLs, and the 0–20 ms event delivery jitter of an idle
 //! real socket.
@@ -46,4 +55,7 @@ pub use node::{
 };
 
 pub mod control;
+pub mod dialplan;
 pub mod directory;
+pub mod fsconf;
+pub mod sip;

@@ -13,8 +13,12 @@
 //!
 //! ```text
 //! listening esl fs1 127.0.0.1:8021
+//! listening sip-ws fs1 ws://127.0.0.1:5066
 //! listening control http://127.0.0.1:8031
 //! ```
+//!
+//! `--freeswitch-conf DIR` takes the node's settings from a FreeSWITCH configuration directory
+//! (`freeswitch-conf/`, see [`fsim::fsconf`]); `--set name=value` overrides its variables.
 //!
 //! Logs go to stderr (tracing; `RUST_LOG` filters, default `info`). SIGINT/SIGTERM shut every
 //! node down the FreeSWITCH way (SHUTDOWN event, then the "The system is being shut down."
@@ -25,13 +29,18 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use fsim::directory::DirectoryConfig;
+use fsim::fsconf::{FsConfError, FsSettings, Overrides};
 use fsim::node::{NodeConfig, SimNode};
 
 /// FreeSWITCH simulator: ESL (mod_event_socket), mod_conference and the mod_xml_curl directory.
+///
+/// Precedence, highest first: a flag given on the command line or its FSIM_* variable, then
+/// the value read from --freeswitch-conf (with --set applied), then the default shown.
 #[derive(Debug, Parser)]
-#[command(name = "fsim", version, about)]
+#[command(name = "fsim", version, about, long_about)]
 struct Args {
     /// ESL listen address (port 0 = any free port). With --nodes N, node i listens on port+i-1.
     #[arg(long, env = "FSIM_ESL", default_value = "127.0.0.1:8021")]
@@ -53,6 +62,21 @@ struct Args {
     #[arg(long, env = "FSIM_XML_CURL_CREDENTIALS", value_name = "USER:PASS", value_parser = parse_credentials)]
     xml_curl_credentials: Option<(String, String)>,
 
+    /// The `bindings` of the --xml-curl binding, as in xml_curl.conf: `directory`, or
+    /// `directory|dialplan` to also serve the dialplan section from that URL.
+    #[arg(long, env = "FSIM_XML_CURL_BINDINGS", default_value = "directory")]
+    xml_curl_bindings: String,
+
+    /// A second mod_xml_curl binding for the dialplan section (Switchyard:
+    /// `<base>/freeswitch/dialplan`); same credentials and timeout as --xml-curl.
+    #[arg(long, env = "FSIM_XML_CURL_DIALPLAN")]
+    xml_curl_dialplan: Option<String>,
+
+    /// SIP over WebSocket listen address (sofia ws-binding; port 0 = any free port). With
+    /// --nodes N, node i listens on port+i-1. Off when absent.
+    #[arg(long, env = "FSIM_SIP_WS")]
+    sip_ws: Option<SocketAddr>,
+
     /// Directory request timeout in seconds (fractions allowed; 0 = no limit, FreeSWITCH's default).
     #[arg(long, env = "FSIM_XML_CURL_TIMEOUT", default_value_t = 5.0, value_parser = parse_seconds)]
     xml_curl_timeout: f64,
@@ -72,6 +96,72 @@ struct Args {
     /// How many nodes to start.
     #[arg(long, env = "FSIM_NODES", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000))]
     nodes: u16,
+
+    /// FreeSWITCH configuration directory (freeswitch.xml, vars.xml, autoload_configs/...):
+    /// xml_curl.conf (directory binding), event_socket.conf (listen-ip, listen-port,
+    /// password), switch.conf (switchname, max-sessions, heartbeat) and the sofia profile
+    /// (domain, SIP port) replace the defaults of the matching flags; flags given explicitly
+    /// still win.
+    #[arg(long, env = "FSIM_FREESWITCH_CONF", value_name = "DIR")]
+    freeswitch_conf: Option<std::path::PathBuf>,
+
+    /// Sets a pre-processor variable of --freeswitch-conf, winning over vars.xml (e.g.
+    /// --set switchyard_url=http://127.0.0.1:8080). Repeatable.
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_var, requires = "freeswitch_conf")]
+    vars: Vec<(String, String)>,
+}
+
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err("expected name=value".to_owned()),
+    }
+}
+
+/// Reads --freeswitch-conf and puts its values into every flag left at its default.
+fn apply_freeswitch_conf(
+    args: &mut Args,
+    matches: &clap::ArgMatches,
+) -> Result<Option<FsSettings>, StartError> {
+    let Some(dir) = &args.freeswitch_conf else {
+        return Ok(None);
+    };
+    let overrides: Overrides = args.vars.iter().cloned().collect();
+    let conf = fsim::fsconf::load_dir(dir, &overrides).map_err(|source| StartError::Conf {
+        dir: dir.display().to_string(),
+        source,
+    })?;
+    let default = |id: &str| matches.value_source(id) == Some(ValueSource::DefaultValue);
+    let unset = |id: &str| matches.value_source(id).is_none();
+    if default("esl") {
+        args.esl = SocketAddr::new(conf.esl.listen_ip, conf.esl.listen_port);
+    }
+    if default("password") {
+        args.password = conf.esl.password.clone();
+    }
+    if default("heartbeat_interval")
+        && let Some(interval) = conf.heartbeat_interval
+    {
+        args.heartbeat_interval = interval.as_secs();
+    }
+    if unset("xml_curl") {
+        args.xml_curl = conf.directory.url.clone();
+    }
+    if unset("xml_curl_credentials") {
+        args.xml_curl_credentials = conf.directory.credentials.clone();
+    }
+    if default("xml_curl_timeout") && conf.directory.url.is_some() {
+        args.xml_curl_timeout = conf.directory.timeout.as_secs_f64();
+    }
+    if default("name")
+        && let Some(name) = &conf.switchname
+    {
+        args.name = name.clone();
+    }
+    if unset("domain") {
+        args.domain = conf.domain.clone();
+    }
+    Ok(Some(conf))
 }
 
 fn parse_credentials(s: &str) -> Result<(String, String), String> {
@@ -92,7 +182,9 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
 
 #[derive(Debug, thiserror::Error)]
 enum StartError {
-    #[error("ESL port {base} + {offset} is out of range")]
+    #[error("--freeswitch-conf {dir}: {source}")]
+    Conf { dir: String, source: FsConfError },
+    #[error("port {base} + {offset} is out of range")]
     PortRange { base: u16, offset: u16 },
     #[error("node {name}: cannot listen on {addr}: {source}")]
     Node {
@@ -116,26 +208,42 @@ fn node_names(name: &str, count: u16) -> Vec<String> {
     (1..=count).map(|i| format!("{prefix}{i}")).collect()
 }
 
-fn node_configs(args: &Args) -> Result<Vec<NodeConfig>, StartError> {
+fn node_configs(args: &Args, conf: Option<&FsSettings>) -> Result<Vec<NodeConfig>, StartError> {
     let directory = DirectoryConfig {
         url: args.xml_curl.clone().filter(|u| !u.is_empty()),
         credentials: args.xml_curl_credentials.clone(),
         timeout: Duration::from_secs_f64(args.xml_curl_timeout),
+    };
+    // Node i listens on base+i-1 (port 0 stays 0: each node gets a free port).
+    let nth = |addr: SocketAddr, offset: u16| -> Result<SocketAddr, StartError> {
+        let base = addr.port();
+        let port = if base == 0 {
+            0
+        } else {
+            base.checked_add(offset)
+                .ok_or(StartError::PortRange { base, offset })?
+        };
+        Ok(SocketAddr::new(addr.ip(), port))
+    };
+    let dialplan = DirectoryConfig {
+        url: args.xml_curl_dialplan.clone().filter(|u| !u.is_empty()),
+        ..directory.clone()
     };
     node_names(&args.name, args.nodes)
         .into_iter()
         .enumerate()
         .map(|(i, name)| {
             let offset = u16::try_from(i).unwrap_or(u16::MAX);
-            let base = args.esl.port();
-            let port = if base == 0 {
-                0
-            } else {
-                base.checked_add(offset)
-                    .ok_or(StartError::PortRange { base, offset })?
-            };
             let mut cfg = NodeConfig::new(&name);
-            cfg.esl_listen = SocketAddr::new(args.esl.ip(), port);
+            // The settings without a flag (max-sessions, sofia profile); flags follow.
+            if let Some(conf) = conf {
+                conf.apply(&mut cfg);
+                cfg.name = name.clone();
+            }
+            cfg.esl_listen = nth(args.esl, offset)?;
+            cfg.sip_ws_listen = args.sip_ws.map(|a| nth(a, offset)).transpose()?;
+            cfg.directory_bindings = args.xml_curl_bindings.clone();
+            cfg.dialplan = dialplan.clone();
             cfg.password = args.password.clone();
             cfg.heartbeat_interval = Duration::from_secs(args.heartbeat_interval);
             cfg.directory = directory.clone();
@@ -186,9 +294,13 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
-async fn run(args: Args) -> Result<(), StartError> {
+async fn run(mut args: Args, matches: clap::ArgMatches) -> Result<(), StartError> {
     let shutdown = shutdown_signal();
-    let configs = node_configs(&args)?;
+    let conf = apply_freeswitch_conf(&mut args, &matches)?;
+    if let Some(conf) = &conf {
+        tracing::info!(dir = ?args.freeswitch_conf, dialplan_url = ?conf.dialplan_url, "settings from --freeswitch-conf");
+    }
+    let configs = node_configs(&args, conf.as_ref())?;
     let mut nodes: Vec<SimNode> = Vec::with_capacity(configs.len());
     for cfg in configs {
         let (name, addr) = (cfg.name.clone(), cfg.esl_listen);
@@ -200,6 +312,10 @@ async fn run(args: Args) -> Result<(), StartError> {
                     node.name(),
                     node.esl_addr()
                 ));
+                if let Some(ws) = node.sip_ws_addr() {
+                    tracing::info!(node = %node.name(), sip_ws = %ws, "SIP over WebSocket listening");
+                    announce(&format!("listening sip-ws {} ws://{ws}", node.name()));
+                }
                 nodes.push(node);
             }
             Err(source) => {
@@ -259,7 +375,12 @@ async fn run(args: Args) -> Result<(), StartError> {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    // The matches tell which flags were given (they win over --freeswitch-conf).
+    let matches = Args::command().get_matches();
+    let args = match Args::from_arg_matches(&matches) {
+        Ok(args) => args,
+        Err(e) => e.exit(),
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
@@ -277,7 +398,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    match runtime.block_on(run(args, matches)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

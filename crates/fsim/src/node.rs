@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
 use crate::bus::{Bus, lock};
-use crate::channel::{Channel, SipCall, SipLeg};
+use crate::channel::{SipCall, SipLeg};
 use crate::conference::ConferenceProfile;
 use crate::directory::{
     AuthFailure, AuthorizedUser, DirectoryClient, DirectoryConfig, NodeIdentity, SipAuthRequest,
@@ -47,6 +47,17 @@ pub struct NodeConfig {
     pub heartbeat_interval: Duration,
     /// The mod_xml_curl directory binding.
     pub directory: crate::directory::DirectoryConfig,
+    /// The `bindings` attribute of the `directory` binding: `directory` (default) or, to serve
+    /// both sections from one URL as `bindings="directory|dialplan"` does, a list containing
+    /// `dialplan` (matched by substring, as mod_xml_curl does).
+    pub directory_bindings: String,
+    /// A second mod_xml_curl binding for the `dialplan` section (Switchyard's
+    /// `/freeswitch/dialplan`); `url: None` = no such binding. Tried after `directory` when
+    /// that one binds `dialplan` too.
+    pub dialplan: crate::directory::DirectoryConfig,
+    /// SIP over WebSocket (sofia `ws-binding`, RFC 7118): listen address, port 0 = a free port
+    /// ([`SimNode::sip_ws_addr`] tells which); `None` = no WebSocket transport.
+    pub sip_ws_listen: Option<SocketAddr>,
     /// SIP domain and realm (`domain_name`, `Conference-Domain`).
     pub domain: String,
     /// `max-sessions` (`Max-Sessions`, `status`); calls beyond it are refused.
@@ -81,6 +92,9 @@ impl NodeConfig {
             password: "ClueCon".into(),
             heartbeat_interval: Duration::from_secs(20),
             directory: DirectoryConfig::default(),
+            directory_bindings: "directory".into(),
+            dialplan: DirectoryConfig::default(),
+            sip_ws_listen: None,
             domain: "127.0.0.1".into(),
             max_sessions: 1000,
             ipv4: "127.0.0.1".into(),
@@ -255,6 +269,12 @@ pub(crate) struct Shared {
     pub stop: watch::Sender<Stop>,
     pub heartbeat_reset: Notify,
     pub esl_addr: SocketAddr,
+    /// The bound SIP-over-WebSocket address.
+    pub sip_ws_addr: Option<SocketAddr>,
+    /// The `dialplan` binding (unbound when `cfg.dialplan.url` is `None`).
+    pub dialplan: DirectoryClient,
+    /// The live SIP-over-WebSocket connections and the channels they carry.
+    pub sip_ws: crate::sip::ws::Hub,
     pub connections: AtomicUsize,
     pub ua_port: AtomicU64,
 }
@@ -283,8 +303,25 @@ impl Shared {
         let r = f(&mut tx);
         tx.settle();
         let out = std::mem::take(&mut tx.out);
+        let gone = std::mem::take(&mut tx.st.gone_channels);
         self.bus.fire(out);
+        drop(st);
+        for uuid in gone {
+            self.sip_ws.channel_gone(&uuid);
+        }
         r
+    }
+
+    /// The mod_xml_curl bindings that serve the `dialplan` section, in order.
+    pub fn dialplan_bindings(&self) -> Vec<&DirectoryClient> {
+        let mut out = Vec::new();
+        if self.cfg.directory_bindings.contains("dialplan") {
+            out.push(&self.directory);
+        }
+        if self.dialplan.is_bound() {
+            out.push(&self.dialplan);
+        }
+        out
     }
 
     /// Fires events built from the current state.
@@ -299,7 +336,7 @@ impl Shared {
         *self.frozen.borrow()
     }
 
-    fn identity(&self) -> NodeIdentity {
+    pub fn identity(&self) -> NodeIdentity {
         NodeIdentity {
             switchname: self.cfg.name.clone(),
             core_uuid: lock(&self.state).core_uuid.clone(),
@@ -310,7 +347,7 @@ impl Shared {
         }
     }
 
-    fn ua_port(&self, wanted: u16) -> u16 {
+    pub fn ua_port(&self, wanted: u16) -> u16 {
         if wanted != 0 {
             return wanted;
         }
@@ -353,6 +390,16 @@ impl SimNode {
         let seq = Arc::new(AtomicU64::new(0));
         let directory =
             DirectoryClient::new(cfg.directory.clone()).with_event_sequence(Arc::clone(&seq));
+        let dialplan =
+            DirectoryClient::new(cfg.dialplan.clone()).with_event_sequence(Arc::clone(&seq));
+        let sip_ws_listener = match cfg.sip_ws_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        };
+        let sip_ws_addr = match &sip_ws_listener {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             state: Mutex::new(NodeState::new()),
             bus: Bus::default(),
@@ -363,6 +410,9 @@ impl SimNode {
             stop: watch::Sender::new(Stop::Running),
             heartbeat_reset: Notify::new(),
             esl_addr,
+            sip_ws_addr,
+            dialplan,
+            sip_ws: crate::sip::ws::Hub::default(),
             connections: AtomicUsize::new(0),
             ua_port: AtomicU64::new(0),
             cfg,
@@ -375,6 +425,13 @@ impl SimNode {
             listener,
             shared.stop.subscribe(),
         ));
+        if let Some(listener) = sip_ws_listener {
+            tokio::spawn(crate::sip::ws::accept_loop(
+                Arc::downgrade(&shared),
+                listener,
+                shared.stop.subscribe(),
+            ));
+        }
         tokio::spawn(heartbeat_loop(Arc::downgrade(&shared)));
         tracing::debug!(node = %shared.cfg.name, %esl_addr, "fsim node started");
         Ok(SimNode {
@@ -394,6 +451,12 @@ impl SimNode {
     /// The bound ESL address.
     pub fn esl_addr(&self) -> SocketAddr {
         self.shared().esl_addr
+    }
+
+    /// The bound SIP-over-WebSocket address (`ws://<addr>`, subprotocol `sip`), when
+    /// [`NodeConfig::sip_ws_listen`] is set.
+    pub fn sip_ws_addr(&self) -> Option<SocketAddr> {
+        self.shared().sip_ws_addr
     }
 
     /// The current `Core-UUID` (changes on restart).
@@ -453,14 +516,7 @@ impl SimNode {
             user_agent: ua.user_agent.clone(),
             expires_at: SystemTime::now() + Duration::from_secs(300),
         };
-        shared.transact(|tx| {
-            tx.out
-                .extend(register_events(&tx.ctx, &shared.cfg, &reg, &auth));
-            tx.st
-                .registrations
-                .retain(|r| !(r.user == reg.user && r.realm == reg.realm));
-            tx.st.registrations.push(reg);
-        });
+        record_registration(shared, reg, &auth);
         Ok(())
     }
 
@@ -504,19 +560,6 @@ impl SimNode {
             user_agent: ua.user_agent.clone(),
         };
         let auth = shared.directory.sip_auth(&shared.identity(), &req).await?;
-        let var = |name: &str| {
-            auth.variables
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.clone())
-        };
-        let caller_id_name = ua
-            .display_name
-            .clone()
-            .or_else(|| var("effective_caller_id_name"))
-            .unwrap_or_else(|| user.to_owned());
-        let caller_id_number = var("effective_caller_id_number").unwrap_or_else(|| user.to_owned());
-        let context = var("user_context").unwrap_or_else(|| "default".to_owned());
         let mut rng = rand::rng();
         let rtp_port = if ua.rtp_port == 0 {
             rng.random_range(8000..16000) * 2
@@ -554,35 +597,10 @@ impl SimNode {
             sip_port: shared.cfg.sip_port,
             profile: shared.cfg.sip_profile.clone(),
         };
-        let sip_call = SipCall {
-            leg,
-            destination: conference.to_owned(),
-            context,
-            caller_id_name,
-            caller_id_number,
-            directory_vars: auth.variables.clone(),
-            conference_data: format!("{conference}@{profile}"),
-        };
-        let max = shared.cfg.max_sessions;
+        let sip_call = sip_call(leg, conference, &auth);
         shared.transact(|tx| {
-            if tx.st.channels.len() >= max as usize {
-                return Err(CallError::MaxSessions(max));
-            }
-            let session = tx.new_session();
-            let ch = Channel::sofia_inbound(&tx.ctx, &mut tx.out, sip_call, session);
-            let uuid = ch.uuid.clone();
-            tx.add_channel(ch);
-            match tx.join(&uuid, conference, profile, user) {
-                Ok(member_id) => Ok(Call {
-                    uuid,
-                    member_id,
-                    conference: conference.to_owned(),
-                }),
-                Err(e) => {
-                    tx.abandon(&uuid);
-                    Err(e)
-                }
-            }
+            let uuid = tx.admit_sofia_call(sip_call)?;
+            tx.run_conference(&uuid, conference, profile, user)
         })
     }
 
@@ -629,6 +647,7 @@ impl SimNode {
     pub async fn restart(&self) {
         let shared = self.shared();
         shared.conn_epoch.send_modify(|e| *e += 1);
+        shared.sip_ws.close_all();
         {
             let mut st = lock(&shared.state);
             *st = NodeState::new();
@@ -729,8 +748,48 @@ impl SimNode {
     }
 }
 
+/// The channel parameters of an authenticated INVITE from `leg` to `destination`: caller id
+/// from the From display name, else the directory's `effective_caller_id_*`, else the user;
+/// context from `user_context` (default `default`).
+pub(crate) fn sip_call(leg: SipLeg, destination: &str, auth: &AuthorizedUser) -> SipCall {
+    let var = |name: &str| {
+        auth.variables
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    let user = leg.user.clone();
+    let caller_id_name = leg
+        .display_name
+        .clone()
+        .or_else(|| var("effective_caller_id_name"))
+        .unwrap_or_else(|| user.clone());
+    let caller_id_number = var("effective_caller_id_number").unwrap_or_else(|| user.clone());
+    let context = var("user_context").unwrap_or_else(|| "default".to_owned());
+    SipCall {
+        leg,
+        destination: destination.to_owned(),
+        context,
+        caller_id_name,
+        caller_id_number,
+        directory_vars: auth.variables.clone(),
+    }
+}
+
+/// Stores a successful REGISTER (replacing the user's previous one) and fires its events.
+pub(crate) fn record_registration(shared: &Shared, reg: Registration, auth: &AuthorizedUser) {
+    shared.transact(|tx| {
+        tx.out
+            .extend(register_events(&tx.ctx, &shared.cfg, &reg, auth));
+        tx.st
+            .registrations
+            .retain(|r| !(r.user == reg.user && r.realm == reg.realm));
+        tx.st.registrations.push(reg);
+    });
+}
+
 /// A random alphanumeric token.
-fn random_token(len: usize) -> String {
+pub(crate) fn random_token(len: usize) -> String {
     rand::rng()
         .sample_iter(rand::distr::Alphanumeric)
         .take(len)

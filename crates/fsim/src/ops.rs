@@ -17,12 +17,12 @@ use std::time::{Duration, Instant, SystemTime};
 use esl::Event;
 
 use crate::NodeConfig;
-use crate::channel::{Channel, l16};
+use crate::channel::{Channel, SipCall, l16};
 use crate::conference::{
     self, Channels, Conference, ConferenceProfile, Member, SILENCE_ENERGY, TALKING_ENERGY,
 };
 use crate::events::{EventCtx, Origin};
-use crate::node::CallError;
+use crate::node::{Call, CallError};
 
 /// Work mod_conference does asynchronously after an api command.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -169,6 +169,9 @@ pub(crate) struct NodeState {
     pub registrations: Vec<Registration>,
     pub stats: Stats,
     pub deferred: VecDeque<Deferred>,
+    /// Channels removed by the current transaction (the SIP-over-WebSocket endpoint sends a
+    /// BYE for those it carries); drained by `Shared::transact`.
+    pub gone_channels: Vec<String>,
 }
 
 impl NodeState {
@@ -184,6 +187,7 @@ impl NodeState {
             registrations: Vec::new(),
             stats: Stats::default(),
             deferred: VecDeque::new(),
+            gone_channels: Vec::new(),
         }
     }
 
@@ -274,7 +278,58 @@ impl Tx<'_> {
 
     fn drop_channel(&mut self, uuid: &str) -> Option<Channel> {
         self.st.channel_order.retain(|u| u != uuid);
-        self.st.channels.remove(uuid)
+        let ch = self.st.channels.remove(uuid);
+        if ch.is_some() {
+            self.st.gone_channels.push(uuid.to_owned());
+        }
+        ch
+    }
+
+    /// An authenticated INVITE creates its channel, which enters CS_ROUTING; refused at
+    /// `max-sessions`. Returns the channel's uuid.
+    pub fn admit_sofia_call(&mut self, call: SipCall) -> Result<String, CallError> {
+        let max = self.cfg.max_sessions;
+        if self.st.channels.len() >= max as usize {
+            return Err(CallError::MaxSessions(max));
+        }
+        let session = self.new_session();
+        let ch = Channel::sofia_routing(&self.ctx, &mut self.out, call, session);
+        let uuid = ch.uuid.clone();
+        self.add_channel(ch);
+        Ok(uuid)
+    }
+
+    /// The routed channel `uuid` runs `answer` + `conference <name>@<profile>` and joins; a
+    /// refused join (locked conference) ends the call.
+    pub fn run_conference(
+        &mut self,
+        uuid: &str,
+        name: &str,
+        profile: &str,
+        call_key_user: &str,
+    ) -> Result<Call, CallError> {
+        let ctx = self.ctx.clone();
+        let Some(ch) = self.st.channels.get_mut(uuid) else {
+            return Err(CallError::NoSuchChannel(uuid.to_owned()));
+        };
+        let destination = ch.destination().0.to_owned();
+        ch.execute_conference(
+            &ctx,
+            &mut self.out,
+            &destination,
+            format!("{name}@{profile}"),
+        );
+        match self.join(uuid, name, profile, call_key_user) {
+            Ok(member_id) => Ok(Call {
+                uuid: uuid.to_owned(),
+                member_id,
+                conference: name.to_owned(),
+            }),
+            Err(e) => {
+                self.abandon(uuid);
+                Err(e)
+            }
+        }
     }
 
     fn profile(&self, name: &str) -> Option<ConferenceProfile> {
