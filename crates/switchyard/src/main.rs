@@ -1,7 +1,9 @@
 //! The `switchyard` binary: command line, config, logging, signals; then [`switchyard::run`].
 //!
 //! Exit codes: 0 after a clean shutdown, 1 when the service fails, 2 for a bad configuration
-//! (clap uses 2 for bad arguments too).
+//! (clap uses 2 for bad arguments too). A bad configuration is reported whole, by `serve` and
+//! `check-config` alike: one line per problem (key, what is wrong, file or environment
+//! variable), then the count.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -27,7 +29,9 @@ struct Cli {
 enum Command {
     /// Run the service (the default).
     Serve,
-    /// Validate the configuration and print it as TOML, secrets redacted.
+    /// Check the configuration. Valid: print it as TOML (defaults filled in, secrets
+    /// redacted) and exit 0. Invalid: print every problem (unknown keys, wrong types,
+    /// failed checks), one per line with its key and source, then the count; exit 2.
     CheckConfig,
 }
 

@@ -10,9 +10,14 @@
 //! Every section denies unknown keys, so a typo fails startup instead of being ignored.
 //! Extraction checks types; [`Config::validate`] then checks what types cannot (unique node
 //! ids, `host:port` addresses, non-zero durations, URL schemes) and names the offending key.
+//! Loading reports every problem at once ([`Problems`], see `check`): each unknown key (with
+//! a "did you mean"), each type error and each failed check, with the file or environment
+//! variable it came from, for `check-config` and `serve` alike.
 //! Secrets (ESL passwords, database and Redis URLs) are [`SecretString`]s: `Debug` hides them
 //! and the `Serialize` impl used by `switchyard check-config` redacts them.
 
+mod browser;
+mod check;
 mod error;
 mod secret;
 #[cfg(test)]
@@ -28,7 +33,8 @@ use figment::providers::{Env, Format, Toml};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
-pub use error::ConfigError;
+pub use browser::{DemoConfig, EventsConfig};
+pub use error::{ConfigError, Problem, ProblemKind, Problems};
 pub use validate::{Invalid, Violation};
 pub(crate) use validate::{
     host_port as check_host_port, node_id as check_node_id, wss_url as check_wss_url,
@@ -58,6 +64,8 @@ pub struct Config {
     pub conferences: ConferencesConfig,
     pub freeswitch: FreeswitchConfig,
     pub webhooks: WebhooksConfig,
+    pub events: EventsConfig,
+    pub demo: DemoConfig,
 }
 
 /// `[api]`: who may call the REST API (`/v1`).
@@ -631,13 +639,10 @@ impl Config {
         Self::from_figment(&Self::figment(file.as_deref()))
     }
 
-    /// Extracts and validates any figment (tests and embedders build their own).
+    /// Extracts and validates any figment (tests and embedders build their own). Every
+    /// problem is reported, not just the first ([`ConfigError::Problems`]).
     pub fn from_figment(figment: &Figment) -> Result<Self, ConfigError> {
-        let config: Self = figment
-            .extract()
-            .map_err(|e| ConfigError::Load(Box::new(e)))?;
-        config.validate()?;
-        Ok(config)
+        check::extract(figment)
     }
 
     /// Checks what serde cannot; every violation is reported, each naming its key.

@@ -9,7 +9,7 @@ use std::path::Path;
 use figment::Jail;
 use secrecy::ExposeSecret;
 
-use super::{ConferencesConfig, Config, ConfigError, LogFormat};
+use super::{ConferencesConfig, Config, ConfigError, LogFormat, ProblemKind, Problems};
 
 const NODE: &str = r#"
 [[nodes]]
@@ -25,11 +25,27 @@ fn load_err() -> ConfigError {
     }
 }
 
-fn violation_keys(err: &ConfigError) -> Vec<String> {
+fn problems(err: &ConfigError) -> &Problems {
     match err {
-        ConfigError::Invalid(invalid) => invalid.violations.iter().map(|v| v.key.clone()).collect(),
-        other => panic!("expected validation errors, got {other}"),
+        ConfigError::Problems(problems) => problems,
+        other => panic!("expected a list of problems, got {other}"),
     }
+}
+
+/// The keys of the failed checks (validation), not counting unknown keys and type errors.
+fn violation_keys(err: &ConfigError) -> Vec<String> {
+    problems(err)
+        .keys_of(|k| matches!(k, ProblemKind::Invalid(_)))
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn is_type_error(err: &ConfigError) -> bool {
+    problems(err)
+        .problems
+        .iter()
+        .any(|p| matches!(p.kind, ProblemKind::Type(_)))
 }
 
 #[test]
@@ -169,8 +185,11 @@ fn unknown_keys_are_errors() {
     Jail::expect_with(|jail| {
         jail.create_file("switchyard.toml", "[http]\nlisten_addr = \"127.0.0.1:1\"\n")?;
         let err = load_err();
-        assert!(matches!(err, ConfigError::Load(_)), "{err}");
-        assert!(err.to_string().contains("listen_addr"), "{err}");
+        assert_eq!(
+            problems(&err).keys_of(|k| matches!(k, ProblemKind::UnknownKey { .. })),
+            ["http.listen_addr"],
+            "{err}"
+        );
 
         jail.create_file("switchyard.toml", "[metrics]\nenabled = true\n")?;
         assert!(load_err().to_string().contains("metrics"));
@@ -426,7 +445,7 @@ fn unknown_scopes_are_refused() {
             keys = [{ id = "a", key = "k-0123456789abcdefghijklmnop", scopes = ["admin"] }]
             "#,
         )?;
-        assert!(matches!(load_err(), ConfigError::Load(_)));
+        assert!(is_type_error(&load_err()));
         Ok(())
     });
 }
@@ -556,7 +575,7 @@ fn unknown_webhook_event_types_are_refused() {
             "#,
         )?;
         let err = load_err();
-        assert!(matches!(err, ConfigError::Load(_)));
+        assert!(is_type_error(&err), "{err}");
         assert!(err.to_string().contains("member.exploded"), "{err}");
         Ok(())
     });
@@ -574,4 +593,142 @@ fn conference_settings_are_checked() {
     let defaults = ConferencesConfig::default();
     assert_eq!(defaults.node_profile("video"), "video");
     assert_eq!(defaults.node_profile("default"), "default");
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "switchyard.toml",
+            r#"
+            [http]
+            listn = "127.0.0.1:1"
+            shutdown_grace_secs = "soon"
+            request_timeout_secs = 0
+            [log]
+            format = "xml"
+            [metrics]
+            enabled = true
+
+            [[nodes]]
+            id = 7
+            esl_password = "x"
+            wss_url = "wss://fs1"
+
+            [[nodes]]
+            id = "fs2"
+            esl_password = "x"
+            wss_url = "wss://fs2"
+            esl_adr = "10.0.0.1:8021"
+            capacity = 0
+            "#,
+        )?;
+        jail.set_env("SWITCHYARD_ESL__DEAD_AFTER", "5");
+        let err = load_err();
+        let all = problems(&err);
+        let unknown = all.keys_of(|k| matches!(k, ProblemKind::UnknownKey { .. }));
+        for key in [
+            "http.listn",
+            "metrics",
+            "nodes[1].esl_adr",
+            "esl.dead_after",
+        ] {
+            assert!(unknown.contains(&key), "{key} missing from {unknown:?}");
+        }
+        let types = all.keys_of(|k| matches!(k, ProblemKind::Type(_)));
+        for key in ["http.shutdown_grace_secs", "log.format", "nodes[0].id"] {
+            assert!(types.contains(&key), "{key} missing from {types:?}");
+        }
+        // nodes[0] was dropped for its bad id: the second node keeps its index.
+        let invalid = all.keys_of(|k| matches!(k, ProblemKind::Invalid(_)));
+        assert_eq!(
+            invalid,
+            ["http.request_timeout_secs", "nodes[1].capacity"],
+            "{err}"
+        );
+        assert!(
+            all.keys_of(|k| *k == ProblemKind::Missing).is_empty(),
+            "a removed bad id is not also missing: {err}"
+        );
+        assert_eq!(all.problems.len(), 9, "{err}");
+
+        let text = err.to_string();
+        assert!(text.contains("did you mean `listen`?"), "{text}");
+        assert!(text.contains("did you mean `esl_addr`?"), "{text}");
+        assert!(text.contains("did you mean `dead_after_secs`?"), "{text}");
+        assert!(
+            text.contains("environment variable SWITCHYARD_ESL__DEAD_AFTER"),
+            "{text}"
+        );
+        assert!(text.contains("switchyard.toml"), "{text}");
+        assert!(text.ends_with("9 problems found"), "{text}");
+        for line in text.lines().skip(1).take(9) {
+            assert!(line.starts_with("  - "), "one problem per line: {line}");
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn missing_required_keys_are_reported_with_the_rest() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "switchyard.toml",
+            r#"
+            [[nodes]]
+            id = "fs1"
+            wss_url = "wss://fs1"
+            [[nodes]]
+            id = "FS2"
+            esl_password = "x"
+            wss_url = "wss://fs2"
+            "#,
+        )?;
+        let err = load_err();
+        let all = problems(&err);
+        assert_eq!(
+            all.keys_of(|k| *k == ProblemKind::Missing),
+            ["nodes[0].esl_password"]
+        );
+        assert_eq!(
+            all.keys_of(|k| matches!(k, ProblemKind::Invalid(_))),
+            ["nodes[1].id"],
+            "{err}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn validation_problems_name_their_source() {
+    Jail::expect_with(|jail| {
+        jail.create_file("switchyard.toml", "[http]\nlisten = \"nowhere\"\n")?;
+        jail.set_env("SWITCHYARD_DATABASE__URL", "mysql://db/x");
+        let err = load_err();
+        let all = problems(&err);
+        let source = |key: &str| {
+            all.problems
+                .iter()
+                .find(|p| p.key == key)
+                .map(|p| p.source.clone())
+                .unwrap_or_else(|| panic!("{key} not reported: {err}"))
+        };
+        assert_eq!(source("http.listen"), "switchyard.toml");
+        assert_eq!(
+            source("database.url"),
+            "environment variable SWITCHYARD_DATABASE__URL"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn syntax_errors_still_stop_at_once() {
+    Jail::expect_with(|jail| {
+        jail.create_file("switchyard.toml", "[http\nlisten = 1\n")?;
+        let err = load_err();
+        assert!(matches!(err, ConfigError::Load(_)), "{err}");
+        assert!(err.to_string().contains("switchyard.toml"), "{err}");
+        Ok(())
+    });
 }

@@ -244,12 +244,54 @@ pub(super) fn validate(config: &Config) -> Result<(), Invalid> {
     c.positive("freeswitch.max_body_bytes", fs.max_body_bytes as u64);
 
     validate_webhooks(&mut c, &config.webhooks);
+    validate_events(&mut c, &config.events);
 
     if c.0.is_empty() {
         Ok(())
     } else {
         Err(Invalid { violations: c.0 })
     }
+}
+
+fn validate_events(c: &mut Collector, events: &super::EventsConfig) {
+    c.check(
+        "events.token_ttl_secs",
+        if (60..=events.token_max_ttl_secs).contains(&events.token_ttl_secs) {
+            Ok(())
+        } else {
+            Err("must be at least 60 and at most events.token_max_ttl_secs".to_owned())
+        },
+    );
+    c.check(
+        "events.sip_credentials_ttl_secs",
+        if events.sip_credentials_ttl_secs >= 60 {
+            Ok(())
+        } else {
+            Err("must be at least 60 (the browser needs time to answer)".to_owned())
+        },
+    );
+    c.check(
+        "events.heartbeat_secs",
+        if (5..=300).contains(&events.heartbeat_secs) {
+            Ok(())
+        } else {
+            Err("must be between 5 and 300".to_owned())
+        },
+    );
+    c.positive("events.replay_events", u64::from(events.replay_events));
+    c.positive("events.replay_secs", events.replay_secs);
+    c.positive(
+        "events.max_connections_per_user",
+        u64::from(events.max_connections_per_user),
+    );
+    c.check(
+        "events.max_message_chars",
+        if (1..=4000).contains(&events.max_message_chars) {
+            Ok(())
+        } else {
+            Err("must be between 1 and 4000 (a frame is at most 16 KiB)".to_owned())
+        },
+    );
 }
 
 fn validate_webhooks(c: &mut Collector, webhooks: &super::WebhooksConfig) {

@@ -10,8 +10,10 @@
 //! - `redis`: the optional Redis connection (`REDIS_URL`).
 //! - `webhooks`: signed deliveries to a test receiver, retries, restarts, node death.
 //! - `binary`: the real `switchyard` executable: startup line, probes, signals, bad configs.
+//! - `check_config`: `switchyard check-config` reports every problem of a file at once.
 
 mod binary;
+mod check_config;
 mod conferences;
 mod directory;
 mod freeswitch_conf;
