@@ -14,6 +14,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{ApiKeys, NodeAccess};
+use crate::browser::Browser;
+use crate::browser::hub::Hub;
 use crate::config::Config;
 use crate::coord::{Coord, CoordError};
 use crate::events::Bus;
@@ -47,6 +49,8 @@ pub struct App {
     pub node_access: NodeAccess,
     /// Directory lookups by SIP username; every user/credential write invalidates it.
     pub directory_cache: DirectoryCache,
+    /// The browser event channel's hub (memory, or Redis with replicas).
+    pub browser: Browser,
 }
 
 impl App {
@@ -61,6 +65,7 @@ impl App {
                 Backend::Sqlite => config.freeswitch.directory_cache_entries,
                 Backend::Postgres => 0,
             }),
+            browser: Browser::new(Hub::memory(&config.events)),
             config,
             store,
             nodes: Pool::new(&new_replica_id(), true),
@@ -97,6 +102,11 @@ impl App {
     pub fn with_coord(&mut self, coord: Coord) {
         self.nodes = Pool::new(self.nodes.replica_id(), false);
         self.live = LiveStore::Redis(RedisLive::new(coord.clone()));
+        self.browser = Browser::new(Hub::redis(
+            coord.clone(),
+            self.nodes.replica_id(),
+            &self.config.events,
+        ));
         self.coord = Some(coord);
     }
 }

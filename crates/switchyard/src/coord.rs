@@ -75,6 +75,8 @@ pub enum LeaseClaim {
 #[derive(Clone)]
 pub struct Coord {
     conn: ConnectionManager,
+    /// For dedicated connections (pub/sub cannot share the multiplexed one).
+    client: redis::Client,
     prefix: String,
 }
 
@@ -95,13 +97,14 @@ impl Coord {
             .set_number_of_retries(1);
         let conn = tokio::time::timeout(
             TIMEOUT * 2,
-            ConnectionManager::new_with_config(client, config),
+            ConnectionManager::new_with_config(client.clone(), config),
         )
         .await
         .map_err(|_| CoordError::Timeout(TIMEOUT * 2))?
         .map_err(CoordError::Unreachable)?;
         Ok(Coord {
             conn,
+            client,
             prefix: prefix.to_owned(),
         })
     }
@@ -109,6 +112,14 @@ impl Coord {
     /// The prefix of every key (`redis.key_prefix`).
     pub fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// A new connection in subscriber mode (the browser event fan-out).
+    pub async fn pubsub(&self) -> Result<redis::aio::PubSub, CoordError> {
+        tokio::time::timeout(TIMEOUT, self.client.get_async_pubsub())
+            .await
+            .map_err(|_| CoordError::Timeout(TIMEOUT))?
+            .map_err(CoordError::Unreachable)
     }
 
     /// A handle on the shared connection.

@@ -84,6 +84,49 @@ pub fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// A short-lived credential just stored; `password` exists only here.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub username: String,
+    pub password: String,
+    pub a1_hash: String,
+    pub realm: String,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Generates and stores a credential of `user_id` for `realm`, valid for `ttl`, after dropping
+/// the user's expired ones (which keeps the table at about one live row per open tab). The
+/// caller has checked that the user exists and is enabled.
+pub async fn issue(
+    store: &crate::store::Store,
+    cache: &crate::freeswitch::cache::DirectoryCache,
+    realm: &str,
+    user_id: &str,
+    ttl: std::time::Duration,
+) -> Result<Issued, crate::store::StoreError> {
+    let now = chrono::Utc::now();
+    let expires_at = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+    store.delete_expired_sip_credentials(user_id, now).await?;
+    let generated = generate(realm);
+    store
+        .insert_sip_credential(&crate::store::NewSipCredential {
+            username: generated.username.clone(),
+            user_id: user_id.to_owned(),
+            realm: realm.to_owned(),
+            a1_hash: generated.a1_hash.clone(),
+            expires_at: Some(expires_at),
+        })
+        .await?;
+    cache.invalidate_user(user_id);
+    Ok(Issued {
+        username: generated.username,
+        password: generated.password,
+        a1_hash: generated.a1_hash,
+        realm: realm.to_owned(),
+        expires_at,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::{a1_hash, generate};

@@ -32,8 +32,13 @@ pub enum Event {
         wss_url: String,
         dial_uri: String,
     },
-    /// An invitation was cancelled.
-    InvitationCancelled { name: String, user_id: String },
+    /// An invitation ended without a join: withdrawn through the API, or declined / answered
+    /// busy by the user's browser.
+    InvitationCancelled {
+        name: String,
+        user_id: String,
+        reason: crate::browser::protocol::CancelReason,
+    },
     /// A node's health changed, as this replica sees it. Every replica announces its own
     /// view; `owner` is set on the node's owner, whose announcement is the one to forward
     /// (webhooks), so that each change goes out once.

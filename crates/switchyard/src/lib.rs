@@ -26,6 +26,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod browser;
 pub mod config;
 pub mod coord;
 pub mod credentials;

@@ -23,6 +23,9 @@
 //! | `switchyard_conferences_ended_total` | counter | reason | placements ended by the pool (node_down, idle_timeout, …) |
 //! | `switchyard_members_left_total` | counter | reason | members gone, by reason |
 //! | `switchyard_webhook_attempts_total` | counter | endpoint, outcome | delivery attempts: `delivered`, `retry` (failed, to be retried), `given_up` |
+//! | `switchyard_browser_channels` | gauge | | open browser event channels on this replica |
+//! | `switchyard_browser_channels_closed_total` | counter | reason | browser channels closed, by close reason (`client` when the browser closed it) |
+//! | `switchyard_browser_events_failed_total` | counter | | browser events that could not be published (Redis or store unavailable) |
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -56,6 +59,8 @@ pub struct Metrics {
     pub conferences_ended: Family<ReasonLabel, Counter>,
     pub members_left: Family<ReasonLabel, Counter>,
     pub webhook_attempts: Family<EndpointOutcomeLabel, Counter>,
+    pub browser_channels_closed: Family<ReasonLabel, Counter>,
+    pub browser_events_failed: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -118,6 +123,16 @@ impl Metrics {
             "switchyard_webhook_attempts",
             "Webhook delivery attempts, by endpoint and outcome",
             self.webhook_attempts.clone(),
+        );
+        registry.register(
+            "switchyard_browser_channels_closed",
+            "Browser event channels closed, by reason",
+            self.browser_channels_closed.clone(),
+        );
+        registry.register(
+            "switchyard_browser_events_failed",
+            "Browser events that could not be published",
+            self.browser_events_failed.clone(),
         );
         registry.register(
             "switchyard_members_left",

@@ -286,7 +286,7 @@ pub(super) fn checked_name(name: String) -> Result<String, ApiError> {
 }
 
 /// An optional JSON body: empty means the defaults.
-fn optional_json<T: DeserializeOwned + Default>(
+pub(super) fn optional_json<T: DeserializeOwned + Default>(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<T, ApiError> {
     let body = body?;
@@ -543,6 +543,23 @@ pub(super) async fn invite(
     principal.require(Scope::ConferencesWrite)?;
     let name = conference_name(path)?;
     let body: NewInvitationBody = json_body(body)?;
+    let (created, result) = invite_user(&state, name, body, &principal.key_id).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(result)))
+}
+
+/// Places conference `name` if needed and invites `body.user_id`; `true` when the invitation is
+/// new (and was announced). `by` names the caller in the log (an API key id, or `demo`).
+pub(super) async fn invite_user(
+    state: &AppState,
+    name: String,
+    body: NewInvitationBody,
+    by: &str,
+) -> Result<(bool, InvitationResult), ApiError> {
     if !valid_user_id(&body.user_id) {
         return Err(ApiError::InvalidUserId(
             body.user_id.chars().take(80).collect(),
@@ -562,7 +579,7 @@ pub(super) async fn invite(
         open: body.open,
     };
     let placed = place_conference(
-        &state,
+        state,
         name.clone(),
         body.profile.clone(),
         body.labels,
@@ -587,16 +604,16 @@ pub(super) async fn invite(
             profile: placed.conference.profile.clone(),
         })
         .await?;
-    let conference = conference_body(&state, placed.conference);
+    let conference = conference_body(state, placed.conference);
     let node = NodeRef {
         id: conference.node.id.clone(),
         wss_url: conference.node.wss_url.clone(),
         state: conference.node.state,
     };
-    let dial = dial(&state, &conference.name);
+    let dial = dial(state, &conference.name);
     if created {
         tracing::info!(
-            key_id = %principal.key_id,
+            by,
             conference = %invitation.name,
             user = %invitation.user_id,
             node = %node.id,
@@ -609,19 +626,14 @@ pub(super) async fn invite(
             dial_uri: dial.uri.clone(),
         });
     }
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
     Ok((
-        status,
-        Json(InvitationResult {
+        created,
+        InvitationResult {
             conference,
             node,
             dial,
             invitation,
-        }),
+        },
     ))
 }
 
@@ -657,9 +669,11 @@ pub(super) async fn uninvite(
         return Err(ApiError::InvitationNotFound);
     }
     tracing::info!(key_id = %principal.key_id, conference = %name, user = %user_id, kicked, "invitation cancelled");
-    state
-        .bus
-        .publish(Event::InvitationCancelled { name, user_id });
+    state.bus.publish(Event::InvitationCancelled {
+        name,
+        user_id,
+        reason: crate::browser::protocol::CancelReason::Cancelled,
+    });
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -715,20 +729,25 @@ pub(super) async fn members(
 ) -> Result<Json<MemberList>, ApiError> {
     principal.require(Scope::ConferencesRead)?;
     let name = conference_name(path)?;
-    let Some(conference) = state.store.live_conference(&name).await? else {
+    Ok(Json(member_list(&state, &name).await?))
+}
+
+/// The live members of conference `name`.
+pub(super) async fn member_list(state: &AppState, name: &str) -> Result<MemberList, ApiError> {
+    let Some(conference) = state.store.live_conference(name).await? else {
         return Err(ApiError::ConferenceNotFound);
     };
     let now = Utc::now();
     let members = state
         .live
-        .conference_members(&conference.node_id, &name)
+        .conference_members(&conference.node_id, name)
         .await?;
-    Ok(Json(MemberList {
+    Ok(MemberList {
         members: members
             .into_iter()
             .map(|m| MemberBody::new(m, now))
             .collect(),
-    }))
+    })
 }
 
 /// `GET /v1/members?user_id=…`: the user's live memberships on every node.

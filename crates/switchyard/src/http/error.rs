@@ -88,6 +88,15 @@ pub enum ApiError {
     /// The live state (Redis) did not answer.
     #[error("live state is unavailable: {0}")]
     LiveUnavailable(String),
+    /// `GET /v1/events` without a WebSocket upgrade.
+    #[error("this endpoint speaks WebSocket only: {0}")]
+    WebSocketRequired(String),
+    /// The browser event hub (Redis) did not answer.
+    #[error("browser events are unavailable: {0}")]
+    EventsUnavailable(String),
+    /// The demo backend answers loopback clients only (`demo.allow_remote`).
+    #[error("the demo backend answers loopback clients only")]
+    DemoRemote,
     /// Anything unexpected; the cause is logged, the client only sees `internal`.
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
@@ -123,6 +132,12 @@ fn body_rejection(status: StatusCode, text: String) -> ApiError {
     }
 }
 
+impl From<crate::browser::hub::HubError> for ApiError {
+    fn from(e: crate::browser::hub::HubError) -> Self {
+        Self::EventsUnavailable(e.to_string())
+    }
+}
+
 impl From<crate::live::LiveError> for ApiError {
     fn from(e: crate::live::LiveError) -> Self {
         Self::LiveUnavailable(e.to_string())
@@ -155,6 +170,9 @@ impl ApiError {
             }
             Self::NoNodeAvailable(_) | Self::LiveUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::InvalidConferenceName(_) => StatusCode::BAD_REQUEST,
+            Self::WebSocketRequired(_) => StatusCode::UPGRADE_REQUIRED,
+            Self::EventsUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::DemoRemote => StatusCode::FORBIDDEN,
             Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -192,6 +210,9 @@ impl ApiError {
             Self::NodeUnreachable(_) => "node_unreachable",
             Self::InvalidConferenceName(_) => "invalid_conference_name",
             Self::LiveUnavailable(_) => "live_state_unavailable",
+            Self::WebSocketRequired(_) => "websocket_required",
+            Self::EventsUnavailable(_) => "events_unavailable",
+            Self::DemoRemote => "forbidden",
             Self::Unexpected(_) => "internal",
         }
     }

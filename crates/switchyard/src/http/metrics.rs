@@ -125,6 +125,20 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Result<impl IntoRe
         "Round trip of the last api status probe",
         probe_rtt,
     );
+    let channels = Gauge::<i64>::default();
+    let open: usize = state
+        .browser
+        .hub
+        .local_presence()
+        .iter()
+        .map(|(_, n)| n)
+        .sum();
+    channels.set(i64::try_from(open).unwrap_or(i64::MAX));
+    registry.register(
+        "switchyard_browser_channels",
+        "Open browser event channels on this replica",
+        channels,
+    );
 
     let mut text = String::new();
     encode(&mut text, &registry).map_err(|e| ApiError::Unexpected(anyhow::anyhow!(e)))?;

@@ -12,7 +12,9 @@
 
 mod conferences;
 mod control;
+mod demo;
 mod error;
+mod events;
 mod freeswitch;
 mod health;
 mod metrics;
@@ -35,6 +37,7 @@ pub use conferences::{
 };
 pub use control::{CommandResult, RecordingList, RecordingStarted};
 pub use error::{ApiError, Problem};
+pub use events::{PresenceEntry, PresenceList, SessionTokenBody};
 pub use nodes::{NodeBody, NodeList};
 pub use openapi::ApiDoc;
 pub use users::{ApiPrincipal, LongLivedBody, SipCredentialBody, UserBody};
@@ -103,6 +106,12 @@ pub fn router(state: AppState) -> Router {
             "/v1/conferences/{name}/broadcasts",
             post(control::start_broadcast).delete(control::stop_broadcasts),
         )
+        .route(
+            "/v1/users/{user_id}/session-tokens",
+            post(events::create_token).delete(events::revoke_tokens),
+        )
+        .route("/v1/presence", get(events::presence))
+        .route("/v1/events", get(events::events))
         .route("/v1/members", get(conferences::user_members))
         .route(
             "/v1/history/conferences",
@@ -124,6 +133,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::openapi_json))
         .merge(v1)
         .merge(nodes)
+        .merge(demo::router(&state))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(

@@ -7,7 +7,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{conferences, control, freeswitch, health, metrics, nodes, users};
+use super::{conferences, control, events, freeswitch, health, metrics, nodes, users};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -23,6 +23,10 @@ use super::{conferences, control, freeswitch, health, metrics, nodes, users};
         users::issue_sip_credential,
         users::put_long_lived_credential,
         users::delete_long_lived_credential,
+        events::create_token,
+        events::revoke_tokens,
+        events::presence,
+        events::events,
         nodes::list,
         nodes::add,
         nodes::get,
@@ -64,6 +68,7 @@ use super::{conferences, control, freeswitch, health, metrics, nodes, users};
         (name = "members", description = "Live members (CppComet's `conference_members` table)"),
         (name = "control", description = "Server-side control of live conferences"),
         (name = "history", description = "Ended conferences and members' stays"),
+        (name = "events", description = "The browser event channel (docs/events.md): session tokens, presence, the WebSocket"),
         (name = "freeswitch", description = "mod_xml_curl endpoints for the nodes"),
         (name = "operations", description = "Probes and metrics"),
     )

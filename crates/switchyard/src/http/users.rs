@@ -159,7 +159,7 @@ pub struct LongLivedBody {
 /// Shortest and longest long-lived password accepted.
 const LONG_LIVED_PASSWORD_LEN: std::ops::RangeInclusive<usize> = 8..=128;
 
-fn user_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+pub(super) fn user_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
     let Path(id) = path.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
     if valid_user_id(&id) {
         Ok(id)
@@ -202,6 +202,9 @@ pub(super) async fn put_user(
         })
         .await?;
     state.directory_cache.invalidate_user(&user.id);
+    if !user.enabled {
+        close_channels(&state, &user.id).await;
+    }
     tracing::info!(key_id = %principal.key_id, user = %user.id, enabled = user.enabled, "user saved");
     Ok(Json(user.into()))
 }
@@ -231,6 +234,7 @@ pub(super) async fn delete_user(
     let deleted = state.store.delete_user(&id).await?;
     state.directory_cache.invalidate_user(&id);
     if deleted {
+        close_channels(&state, &id).await;
         tracing::info!(key_id = %principal.key_id, user = %id, "user deleted");
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -311,6 +315,20 @@ pub(super) async fn delete_long_lived_credential(
     }
 }
 
+/// Closes the user's browser event channels (`4003 user_disabled`). The user is already
+/// disabled or gone in the store, so a failure here only delays the close until the channel
+/// next resumes; it is logged, not returned.
+async fn close_channels(state: &AppState, user: &str) {
+    if let Err(e) = state
+        .browser
+        .hub
+        .revoke(user, crate::browser::protocol::Close::UserDisabled)
+        .await
+    {
+        tracing::warn!(error = %e, %user, "browser channels of a disabled user not closed");
+    }
+}
+
 /// The WebSocket URLs of the nodes in the pool (draining ones included: members of their
 /// conferences still register there).
 fn ws_servers(state: &AppState) -> Vec<String> {
@@ -339,31 +357,19 @@ pub(super) async fn issue_sip_credential(
         return Err(ApiError::UserDisabled);
     }
     let sip = &state.config.sip;
-    let now = Utc::now();
-    let ttl = chrono::Duration::from_std(sip.credential_ttl())
-        .map_err(|_| ApiError::InvalidRequest("credential lifetime out of range".to_owned()))?;
-    let expires_at = now + ttl;
-    // Opportunistic cleanup keeps the table at about one live row per open tab.
-    state
-        .store
-        .delete_expired_sip_credentials(&user.id, now)
-        .await?;
-    let generated = credentials::generate(&sip.domain);
-    state
-        .store
-        .insert_sip_credential(&NewSipCredential {
-            username: generated.username.clone(),
-            user_id: user.id.clone(),
-            realm: sip.domain.clone(),
-            a1_hash: generated.a1_hash.clone(),
-            expires_at: Some(expires_at),
-        })
-        .await?;
-    state.directory_cache.invalidate_user(&user.id);
+    let issued = credentials::issue(
+        &state.store,
+        &state.directory_cache,
+        &sip.domain,
+        &user.id,
+        sip.credential_ttl(),
+    )
+    .await?;
+    let expires_at = issued.expires_at;
     tracing::info!(
         key_id = %principal.key_id,
         user = %user.id,
-        sip_username = %generated.username,
+        sip_username = %issued.username,
         %expires_at,
         "SIP credential issued"
     );
@@ -371,11 +377,11 @@ pub(super) async fn issue_sip_credential(
         StatusCode::CREATED,
         Json(SipCredentialBody {
             user_id: user.id,
-            username: generated.username,
-            password: generated.password,
+            username: issued.username,
+            password: issued.password,
             domain: sip.domain.clone(),
             realm: sip.domain.clone(),
-            ha1: generated.a1_hash,
+            ha1: issued.a1_hash,
             expires_at,
             ws_servers: ws_servers(&state),
         }),

@@ -27,6 +27,7 @@ mod history;
 mod invitations;
 mod nodes;
 mod recordings;
+mod session_tokens;
 mod users;
 mod webhooks;
 
@@ -49,6 +50,7 @@ pub use history::{ConferenceFilter, Cursor, MemberStay, NewStay, StayFilter};
 pub use invitations::{Invitation, NewInvitation};
 pub use nodes::{NodeRecord, NodeSource, NodeSpec};
 pub use recordings::{Recording, recording_kind};
+pub use session_tokens::SessionTokenOwner;
 pub use users::{UpsertUser, User};
 pub use webhooks::{ClaimedWebhook, NewWebhookDelivery, WebhookDeliveryRecord};
 

@@ -163,7 +163,8 @@ async fn openapi_documents_every_route() {
     for (path, item) in doc["paths"].as_object().expect("paths") {
         for (method, op) in item.as_object().expect("item") {
             operations.insert(format!("{} {path}", method.to_uppercase()));
-            if path.starts_with("/v1/") {
+            // The event channel authenticates with a session token in its first frame.
+            if path.starts_with("/v1/") && path != "/v1/events" {
                 assert_eq!(
                     op["security"][0]["api_key"],
                     serde_json::json!([]),
@@ -184,6 +185,10 @@ async fn openapi_documents_every_route() {
         "POST /v1/users/{user_id}/sip-credentials",
         "PUT /v1/users/{user_id}/long-lived-sip-credential",
         "DELETE /v1/users/{user_id}/long-lived-sip-credential",
+        "POST /v1/users/{user_id}/session-tokens",
+        "DELETE /v1/users/{user_id}/session-tokens",
+        "GET /v1/presence",
+        "GET /v1/events",
         "GET /v1/nodes",
         "POST /v1/nodes",
         "GET /v1/nodes/{node_id}",
