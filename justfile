@@ -64,3 +64,17 @@ fuzz-xmlcurl SECONDS="600":
 # Demo: the service plus two simulated FreeSWITCH nodes; watch both nodes' HEARTBEATs in the log.
 demo:
     bash examples/demo/run.sh
+
+# Browser tests' prerequisites: Debian's Chromium (+ emoji font for the screenshots) and the npm
+# packages of the demo page/SDK (jssip, bundled to examples/web/vendor/) and of the tests
+# (playwright-core). Idempotent.
+browser-setup:
+    [ -x /usr/bin/chromium ] || { apt-get update && apt-get install -y chromium; }
+    dpkg -s fonts-noto-color-emoji >/dev/null 2>&1 || apt-get install -y fonts-noto-color-emoji || true
+    cd examples/web && npm ci
+    cd tests/browser && npm ci
+
+# The demo page and the JS SDK in headless Chromium against the real binaries (tests/browser.rs);
+# screenshots and console logs in target/browser-artifacts/.
+test-browser *ARGS: browser-setup
+    cargo test -p switchyard-e2e --test browser {{ARGS}} -- --nocapture
