@@ -9,9 +9,10 @@ redis_url := env_var_or_default("REDIS_URL", "redis://127.0.0.1:6379")
 run *ARGS:
     cargo run -p switchyard -- {{ARGS}}
 
-# The whole test suite (PostgreSQL and Redis from DATABASE_URL / REDIS_URL, local defaults).
+# The whole test suite (PostgreSQL and Redis from DATABASE_URL / REDIS_URL, local defaults;
+# installs the browser test's Chromium and npm packages when missing).
 test *ARGS:
-    DATABASE_URL={{db_url}} REDIS_URL={{redis_url}} cargo test --workspace {{ARGS}}
+    DATABASE_URL={{db_url}} REDIS_URL={{redis_url}} bash tests/run {{ARGS}}
 
 # Everything CI runs: fmt, clippy, tests.
 ci:

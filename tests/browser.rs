@@ -5,7 +5,7 @@
 //! REGISTER + INVITE, members and talking, chat in Cyrillic and emoji, a second tab, an expired
 //! token. Screenshots land in `target/browser-artifacts/`.
 //!
-//! Needs Chromium and the npm packages: `just browser-setup`. Without them the test fails, unless
+//! Needs Chromium and the npm packages: `bash tests/run` (or `just browser-setup`) installs them. Without them the test fails, unless
 //! `SWITCHYARD_SKIP_BROWSER=1`, which turns it into a printed skip.
 
 use std::io::{BufRead, BufReader};
@@ -166,7 +166,7 @@ async fn demo_page_and_sdk_in_headless_chromium() {
             return;
         }
         panic!(
-            "the browser test needs {what}: run `just browser-setup` \
+            "the browser test needs {what}: run `bash tests/run` or `just browser-setup` \
              (or set SWITCHYARD_SKIP_BROWSER=1 to skip it)"
         );
     }
