@@ -16,6 +16,7 @@ mod binary;
 mod check_config;
 mod conferences;
 mod directory;
+mod events;
 mod freeswitch_conf;
 mod nodes;
 mod pool;
