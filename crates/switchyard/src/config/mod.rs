@@ -334,6 +334,9 @@ pub enum WebhookEventType {
     MemberLeft,
     #[serde(rename = "member.talking")]
     MemberTalking,
+    /// An invitee's browser declined or answered busy.
+    #[serde(rename = "invitation.declined")]
+    InvitationDeclined,
     #[serde(rename = "recording.started")]
     RecordingStarted,
     #[serde(rename = "recording.stopped")]
@@ -345,12 +348,13 @@ pub enum WebhookEventType {
 }
 
 impl WebhookEventType {
-    pub const ALL: [WebhookEventType; 9] = [
+    pub const ALL: [WebhookEventType; 10] = [
         Self::ConferenceStarted,
         Self::ConferenceEnded,
         Self::MemberJoined,
         Self::MemberLeft,
         Self::MemberTalking,
+        Self::InvitationDeclined,
         Self::RecordingStarted,
         Self::RecordingStopped,
         Self::NodeDown,
@@ -364,6 +368,7 @@ impl WebhookEventType {
             Self::MemberJoined => "member.joined",
             Self::MemberLeft => "member.left",
             Self::MemberTalking => "member.talking",
+            Self::InvitationDeclined => "invitation.declined",
             Self::RecordingStarted => "recording.started",
             Self::RecordingStopped => "recording.stopped",
             Self::NodeDown => "node.down",

@@ -8,6 +8,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use crate::browser::protocol::CancelReason;
 use crate::config::WebhookEventType;
 use crate::events::Event;
 use crate::live::{Change, Member};
@@ -159,6 +160,18 @@ pub fn from_event(event: &Event) -> Option<WebhookEvent> {
                 json!({ "node": node, "previous": health(*from) }),
             ))
         }
+        Event::InvitationCancelled {
+            name,
+            user_id,
+            reason: reason @ (CancelReason::Declined | CancelReason::Busy),
+        } => Some(WebhookEvent::new(
+            T::InvitationDeclined,
+            json!({
+                "conference": name,
+                "user_id": user_id,
+                "answer": if *reason == CancelReason::Busy { "busy" } else { "declined" },
+            }),
+        )),
         Event::NodeHealth { owner: false, .. }
         | Event::ConferencePlaced { .. }
         | Event::Invited { .. }
@@ -438,6 +451,25 @@ mod tests {
         assert_eq!(kind(&health(Down, Up, false)), None);
         let down = from_event(&health(Degraded, Down, true)).unwrap();
         assert_eq!(down.data, json!({"node": "fs1", "previous": "degraded"}));
+    }
+
+    #[test]
+    fn declines_and_busy_answers_become_invitation_declined() {
+        let cancelled = |reason| Event::InvitationCancelled {
+            name: "team".into(),
+            user_id: "bob".into(),
+            reason,
+        };
+        let busy = from_event(&cancelled(CancelReason::Busy)).expect("busy is sent");
+        assert_eq!(busy.kind, WebhookEventType::InvitationDeclined);
+        assert_eq!(
+            busy.data,
+            json!({"conference": "team", "user_id": "bob", "answer": "busy"})
+        );
+        let declined = from_event(&cancelled(CancelReason::Declined)).expect("declined is sent");
+        assert_eq!(declined.data["answer"], "declined");
+        assert_eq!(kind(&cancelled(CancelReason::Cancelled)), None);
+        assert_eq!(kind(&cancelled(CancelReason::Answered)), None);
     }
 
     #[test]
