@@ -5,15 +5,16 @@
 //! REGISTER + INVITE, members and talking, chat in Cyrillic and emoji, a second tab, an expired
 //! token. Screenshots land in `target/browser-artifacts/`.
 //!
-//! Needs Chromium and the npm packages: `bash tests/run` (or `just browser-setup`) installs them. Without them the test fails, unless
-//! `SWITCHYARD_SKIP_BROWSER=1`, which turns it into a printed skip.
+//! Needs Chromium and the npm packages: `bash tests/run` (or `just browser-setup`) installs them.
+//! Without them the test fails, unless `SWITCHYARD_SKIP_BROWSER=1`, which turns it into a
+//! printed skip.
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use switchyard_e2e::{Proc, bin_dir, binary};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const XML_CURL_USER: &str = "freeswitch";
@@ -24,80 +25,6 @@ fn workspace() -> PathBuf {
         .parent()
         .expect("workspace root")
         .to_path_buf()
-}
-
-/// `target/<profile>/`, next to this test executable's `deps/` directory.
-fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps layout")
-        .to_path_buf()
-}
-
-/// A workspace binary, rebuilt first (same build as `cargo test --workspace`, so a no-op there).
-fn binary(name: &str) -> PathBuf {
-    static BUILD: std::sync::Once = std::sync::Once::new();
-    BUILD.call_once(|| {
-        let status = Command::new(env!("CARGO"))
-            .args(["test", "--workspace", "--no-run", "--quiet"])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building the binaries failed");
-    });
-    let path = bin_dir().join(name);
-    assert!(path.exists(), "{} not found", path.display());
-    path
-}
-
-/// A child process whose stdout lines arrive on a channel; killed when dropped.
-struct Proc {
-    child: Child,
-    stdout: mpsc::Receiver<String>,
-}
-
-impl Proc {
-    fn spawn(command: &mut Command) -> Proc {
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .env_remove("RUST_LOG")
-            .spawn()
-            .expect("spawn");
-        let pipe = child.stdout.take().expect("stdout");
-        let (tx, stdout) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Proc { child, stdout }
-    }
-
-    /// The rest of the first stdout line starting with `prefix`.
-    fn line(&self, prefix: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = self
-                .stdout
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no stdout line starting with {prefix:?}"));
-            if let Some(rest) = line.strip_prefix(prefix) {
-                return rest.trim().to_owned();
-            }
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// What is missing for the browser test, if anything.
