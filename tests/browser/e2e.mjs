@@ -6,9 +6,10 @@
 //                              [--chromium /usr/bin/chromium] [--headed] [--timeout 15000]
 //   JSSIP_DEBUG=1 puts JsSIP's SIP trace into the console logs (artifacts/console-*.log).
 //
-// Two users in two browser contexts (A = alice, B = bob) plus a second tab of B. Prints one line
-// per step; on the first failure prints the reason, the pages' console logs and screenshots, and
-// exits 1. Screenshots of the key steps go to the artifacts directory.
+// Two users in two browser contexts (A = alice, B = bob) plus a second tab of B; then B's context
+// goes offline to test resumption, and a third context (C) tests `resync` and `getToken` with the
+// SDK on its own (no demo page login). Prints one line per step; on the first failure prints
+// the reason, the pages' console logs and screenshots, and exits 1. Screenshots of the key steps go to the artifacts directory.
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -37,12 +38,14 @@ fs.mkdirSync(ART, { recursive: true });
 const run = Date.now().toString(36).slice(-5);
 const ALICE = `alice-${run}`;
 const BOB = `bob-${run}`;
+const CAROL = `carol-${run}`;
 const CHAT_A = 'Привет, Боб! Как дела? 👋🏽 café ✓ 👨‍👩‍👧';
 const CHAT_B = 'Всё отлично 🚀🔥 — ёлка, ЁЖ, «кавычки»';
 
 const started = Date.now();
 const logs = new Map(); // page name -> lines
 const pages = new Map(); // name -> page
+const hellos = new Map(); // page name -> the `resume` of every `hello` the page sent (null: none)
 let stepNo = 0;
 let shotNo = 0;
 
@@ -87,6 +90,29 @@ async function until(what, fn, timeout = TIMEOUT) {
 }
 
 const tid = (id) => `[data-testid="${id}"]`;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * In the page: records what `client` (an SDK Client) reports from now on, through its public
+ * events, into `window[key]`. Returns the client's `lastSeq` at this moment.
+ */
+function recordSdk([clientPath, key]) {
+  const client = clientPath.split('.').reduce((o, k) => o[k], window);
+  const rec = { seqBefore: client.lastSeq, connected: [], disconnected: [], resync: 0, calls: [], seqs: [], states: [] };
+  client.on('connected', ({ resumed, reconnected }) => rec.connected.push({ resumed, reconnected }));
+  client.on('disconnected', ({ code, reason, willReconnect }) => rec.disconnected.push({ code, reason, willReconnect }));
+  client.on('resync', () => (rec.resync += 1));
+  client.on('call', (call) => rec.calls.push(call.conference));
+  client.on('event', (frame) => rec.seqs.push(frame.seq));
+  client.on('state', ({ state }) => rec.states.push(state));
+  window[key] = rec;
+  return rec.seqBefore;
+}
+
+/** `seqs` are exactly first, first + 1, … (nothing lost, nothing twice). */
+function contiguous(seqs, first) {
+  return seqs.length > 0 && seqs.every((s, i) => s === first + i);
+}
 
 // fsim has no media, so "talking" is driven through its control port: find B's member id in
 // the members list, its channel in fsim's snapshot, and flip the talking flag there.
@@ -127,6 +153,20 @@ async function openPage(context, name) {
   page.on('console', (m) => lines.push(`[${m.type()}] ${m.text()}`));
   page.on('pageerror', (e) => lines.push(`[pageerror] ${e.message}`));
   page.on('requestfailed', (r) => lines.push(`[requestfailed] ${r.url()} ${r.failure()?.errorText ?? ''}`));
+  // What the page says on its event channels, seen from outside (the token is not kept).
+  const sent = [];
+  hellos.set(name, sent);
+  page.on('websocket', (ws) => {
+    if (!ws.url().endsWith('/v1/events')) return;
+    ws.on('framesent', ({ payload }) => {
+      try {
+        const frame = JSON.parse(payload);
+        if (frame.type === 'hello') sent.push(frame.resume ?? null);
+      } catch {
+        /* not JSON */
+      }
+    });
+  });
   page.setDefaultTimeout(TIMEOUT);
   await page.goto(DEMO);
   return page;
@@ -400,6 +440,174 @@ async function scenarios(browser) {
     );
     say(`  SDK connect() rejected: ${JSON.stringify(sdk)}`);
     if (sdk.code !== 'token_expired' || sdk.closeCode !== 4002) throw new Error(`SDK: ${JSON.stringify(sdk)}`);
+  });
+
+  await step('resumption: B is offline while A invites; back online the SDK resumes and both tabs ring once', async () => {
+    const tabs = [['B1', B1], ['B2', B2]];
+    const before = {};
+    const hellosBefore = {};
+    for (const [name, page] of tabs) {
+      before[name] = await page.evaluate(recordSdk, ['__demo.client', '__rec']);
+      hellosBefore[name] = hellos.get(name).length;
+    }
+    await ctxB.setOffline(true);
+    // The browser says `offline`: the SDK gives the socket up at once (it would otherwise hang
+    // until the heartbeat noticed) and the page shows it.
+    for (const [, page] of tabs) await page.waitForSelector(`${tid('connection')}[data-state="reconnecting"]`);
+    const invited = await demoApi('invite', { from: ALICE, to: BOB, profile: 'audio', message: 'sent while you were offline' });
+    say(`  ${BOB} offline (lastSeq ${JSON.stringify(before)}); ${ALICE} invited ${BOB} to ${invited.conference}`);
+    await sleep(1500);
+    if (await B1.isVisible(tid('incoming'))) throw new Error('B1 rang while offline: the channel was not cut');
+    await shot(B1, 'B-offline-reconnecting');
+    await ctxB.setOffline(false);
+    for (const [name, page] of tabs) {
+      await page.waitForSelector(`${tid('connection')}[data-state="open"]`);
+      await page.waitForSelector(`${tid('incoming')}:not([hidden])`);
+      const conf = await page.textContent(tid('incoming-conference'));
+      if (conf !== invited.conference) throw new Error(`${name} rings for ${conf}, expected ${invited.conference}`);
+    }
+    await sleep(500); // a duplicate `call` would have arrived by now
+    for (const [name, page] of tabs) {
+      const rec = await page.evaluate(() => window.__rec);
+      const sent = hellos.get(name).slice(hellosBefore[name]);
+      say(`  ${name}: hello resume ${JSON.stringify(sent)} → connected ${JSON.stringify(rec.connected)}; events ${JSON.stringify(rec.seqs)}; states ${rec.states.join(' → ')}`);
+      if (sent.length === 0 || !sent.every((r) => r?.seq === before[name])) throw new Error(`${name}: hello after the outage should resume from seq ${before[name]}: ${JSON.stringify(sent)}`);
+      if (JSON.stringify(rec.connected) !== JSON.stringify([{ resumed: true, reconnected: true }])) throw new Error(`${name}: connected ${JSON.stringify(rec.connected)}`);
+      if (rec.resync !== 0) throw new Error(`${name}: resync emitted although the channel resumed`);
+      if (JSON.stringify(rec.calls) !== JSON.stringify([invited.conference])) throw new Error(`${name}: \`call\` events ${JSON.stringify(rec.calls)}, expected exactly one for ${invited.conference}`);
+      if (!contiguous(rec.seqs, before[name] + 1)) throw new Error(`${name}: event seqs ${JSON.stringify(rec.seqs)} do not follow ${before[name]} without gaps or repeats`);
+      if (rec.states.join(',') !== 'reconnecting,open') throw new Error(`${name}: states ${rec.states.join(' → ')}`);
+      if (!rec.disconnected.every((d) => d.willReconnect)) throw new Error(`${name}: disconnected ${JSON.stringify(rec.disconnected)}`);
+    }
+    await shot(B1, 'B-rings-after-resume');
+    await B1.click(tid('incoming-decline'));
+    await B2.waitForSelector(tid('incoming'), { state: 'hidden' });
+  });
+
+  let C;
+  const ctxC = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  await step(`resync: a hello resuming from an unknown seq gets resumed:false; the SDK emits \`resync\` when the outage outgrew the replay buffer`, async () => {
+    C = await openPage(ctxC, 'C');
+    const { token, events_url: url } = await demoApi('login', { user_id: CAROL });
+    const welcome = await C.evaluate(
+      ({ url, token }) =>
+        new Promise((resolve) => {
+          const ws = new WebSocket(url);
+          ws.onopen = () => ws.send(JSON.stringify({ type: 'hello', token, resume: { seq: 999999 } }));
+          ws.onmessage = (e) => {
+            resolve(JSON.parse(e.data));
+            ws.close();
+          };
+          ws.onclose = (e) => resolve({ closed: e.code });
+          setTimeout(() => resolve({ timeout: true }), 10000);
+        }),
+      { url, token },
+    );
+    say(`  raw hello resume {seq: 999999} → ${JSON.stringify({ type: welcome.type, seq: welcome.seq, resumed: welcome.resumed })}`);
+    if (welcome.type !== 'welcome' || welcome.resumed !== false || !(welcome.seq < 999999)) throw new Error(`raw resume: ${JSON.stringify(welcome)}`);
+
+    // The SDK: while it is offline, more events than the server keeps for resumption
+    // (events.replay_events, 256 by default, as in this test's config) → resumed:false → `resync`.
+    // The events: chat messages from SENDERS users, PER each (within the server's burst of 10
+    // per channel, so none is refused), each user in a conference of its own with CAROL (a
+    // small audience keeps the fan-out cheap).
+    const SENDERS = 29;
+    const PER = 9;
+    const LOST = SENDERS * PER;
+    const senders = await Promise.all(
+      Array.from({ length: SENDERS }, async (_, i) => {
+        const user = `filler${i}-${run}`;
+        const conference = `resync${i}-${run}`;
+        const { token: t } = await demoApi('login', { user_id: user });
+        await demoApi('invite', { from: ALICE, to: CAROL, conference, profile: 'audio' });
+        await demoApi('invite', { from: ALICE, to: user, conference, profile: 'audio' });
+        return { token: t, conference };
+      }),
+    );
+    const seqBefore = await C.evaluate(
+      async ({ url, token }) => {
+        const { connect } = await import('./sdk/switchyard.js');
+        window.__carol = await connect({ url, token });
+        return null;
+      },
+      { url, token },
+    ).then(() => C.evaluate(recordSdk, ['__carol', '__rec']));
+    const hellosBefore = hellos.get('C').length;
+    await ctxC.setOffline(true);
+    await until('C reconnecting', () => C.evaluate(() => window.__carol.state === 'reconnecting'));
+    const t0 = Date.now();
+    // Sent from A's page (online), over raw channels; each sender waits for its own echoes.
+    await A.evaluate(
+      ({ url, senders, per }) =>
+        Promise.all(
+          senders.map(
+            ({ token, conference }, k) =>
+              new Promise((resolve, reject) => {
+                const ws = new WebSocket(url);
+                let echoed = 0;
+                ws.onopen = () => ws.send(JSON.stringify({ type: 'hello', token }));
+                ws.onmessage = (e) => {
+                  const f = JSON.parse(e.data);
+                  if (f.type === 'welcome') {
+                    for (let i = 0; i < per; i++) ws.send(JSON.stringify({ type: 'message', conference, text: `filler ${k}.${i}`, id: `f${k}.${i}` }));
+                  } else if (f.type === 'message' && f.id?.startsWith(`f${k}.`) && ++echoed === per) {
+                    ws.close();
+                    resolve();
+                  } else if (f.type === 'error') {
+                    reject(new Error(`sender ${k}: ${e.data}`));
+                  }
+                };
+                ws.onclose = (e) => echoed < per && reject(new Error(`sender ${k}: closed ${e.code} after ${echoed} echoes`));
+              }),
+          ),
+        ),
+      { url, senders, per: PER },
+    );
+    say(`  ${CAROL} offline at seq ${seqBefore}; ${LOST} messages from ${SENDERS} users meanwhile (${Date.now() - t0} ms)`);
+    await ctxC.setOffline(false);
+    await until('`resync` on C', () => C.evaluate(() => window.__rec.resync > 0));
+    const r = await C.evaluate(() => ({ ...window.__rec, lastSeq: window.__carol.lastSeq, state: window.__carol.state }));
+    const sent = hellos.get('C').slice(hellosBefore);
+    say(`  hello resume ${JSON.stringify(sent)} → connected ${JSON.stringify(r.connected)}, resync ×${r.resync}, lastSeq ${r.lastSeq}, ${r.calls.length} calls`);
+    if (!sent.every((x) => x?.seq === seqBefore) || sent.length === 0) throw new Error(`hello after the outage: ${JSON.stringify(sent)}`);
+    if (JSON.stringify(r.connected) !== JSON.stringify([{ resumed: false, reconnected: true }])) throw new Error(`connected ${JSON.stringify(r.connected)}`);
+    if (r.resync !== 1) throw new Error(`resync ×${r.resync}`);
+    if (r.lastSeq !== seqBefore + LOST) throw new Error(`lastSeq ${r.lastSeq}, expected the welcome's ${seqBefore + LOST}`);
+    if (r.calls.length !== 0 || r.seqs.length !== 0) throw new Error(`lost events were delivered anyway: ${JSON.stringify(r.seqs.slice(0, 10))}`);
+    if (r.state !== 'open') throw new Error(`state ${r.state}`);
+    await C.evaluate(() => window.__carol.close());
+  });
+
+  await step('getToken: connect() with an expired token and getToken recovers from 4002 with a fresh token', async () => {
+    const { token: expired, events_url: url } = await demoApi('token-expired', { user_id: BOB });
+    const r = await C.evaluate(
+      async ({ url, expired, user }) => {
+        const { default: Switchyard } = await import('./sdk/switchyard.js');
+        let asked = 0;
+        const getToken = async () => {
+          asked += 1;
+          const res = await fetch('/demo/api/login', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ user_id: user }) });
+          return (await res.json()).token;
+        };
+        const t0 = Date.now();
+        const client = await Switchyard.connect({ url, token: expired, getToken });
+        const out = { userId: client.userId, state: client.state, asked, ms: Date.now() - t0 };
+        client.close();
+        // Only getToken: the first token comes from it too.
+        asked = 0;
+        const second = await Switchyard.connect({ url, getToken });
+        out.onlyGetToken = { userId: second.userId, state: second.state, asked };
+        second.close();
+        return out;
+      },
+      { url, expired, user: BOB },
+    );
+    say(`  ${JSON.stringify(r)}`);
+    if (r.userId !== BOB || r.state !== 'open') throw new Error(`connect with an expired token + getToken: ${JSON.stringify(r)}`);
+    if (r.asked !== 1) throw new Error(`getToken called ${r.asked} times, expected once (after the 4002)`);
+    if (r.onlyGetToken.userId !== BOB || r.onlyGetToken.asked !== 1) throw new Error(`connect({getToken}): ${JSON.stringify(r.onlyGetToken)}`);
+    const connects = hellos.get('C').length;
+    if (connects < 3) throw new Error(`expected the expired hello, the retried hello and the getToken-only hello on C, saw ${connects}`);
   });
 
   await step('no page errors', async () => {

@@ -15,11 +15,16 @@ export interface ConnectOptions {
   /**
    * Called for a token when none was given, and again whenever Switchyard refused the current one
    * (close 4001 `token_invalid` / 4002 `token_expired`) so the SDK can reconnect on its own.
+   * Must resolve with a non-empty string; otherwise `token_unavailable` (connect() rejects before
+   * the first connection; later the SDK retries with backoff).
    */
   getToken?: () => string | Promise<string>;
   /** The JsSIP library. Default: `globalThis.JsSIP`. Needed only to accept calls. */
   JsSIP?: JsSIPLike;
-  /** Reconnect after a lost channel (default true). */
+  /**
+   * Reconnect after a lost channel (default true). Also makes the browser's `offline` event
+   * count as a lost channel and its `online` event reconnect at once.
+   */
   reconnect?: boolean;
   /** Reconnect backoff bounds (default 500 ms … 30 s, exponential with jitter). */
   backoffMinMs?: number;

@@ -242,6 +242,8 @@ export class Client extends Emitter {
   #readySettled = false;
   #resolveReady;
   #rejectReady;
+  /** the window's `online`/`offline` listeners, while they are installed */
+  #networkListeners = null;
   /** @type {Map<string, Call>} invitations and calls, by conference */
   #calls = new Map();
   /** @type {Map<string, {resolve: Function, reject: Function, timer: any}>} */
@@ -266,6 +268,7 @@ export class Client extends Emitter {
     });
     // Unhandled if nobody awaits it: the same failure is also an `error` event.
     this.ready.catch(() => {});
+    this.#watchNetwork();
     queueMicrotask(() => this.#open());
   }
 
@@ -383,13 +386,16 @@ export class Client extends Emitter {
   async #open() {
     if (this.#closedByUser) return;
     if (!this.#token && this.#opts.getToken) {
+      let token;
       try {
-        this.#token = await this.#opts.getToken();
+        token = await this.#opts.getToken();
+        if (typeof token !== 'string' || token === '') throw new TypeError(`it returned ${token === '' ? 'an empty string' : typeof token}, not a token`);
       } catch (err) {
         this.#fail(new SwitchyardError('token_unavailable', `getToken failed: ${err?.message ?? err}`, { cause: err }), true);
         return;
       }
       if (this.#closedByUser) return;
+      this.#token = token;
     }
     const Ws = this.#opts.WebSocket ?? globalThis.WebSocket;
     let ws;
@@ -507,7 +513,10 @@ export class Client extends Emitter {
 
   #fail(error, tokenProblem) {
     this._log('connect failed', error);
-    if (!tokenProblem && this.#opts.reconnect && this.#connectedOnce) {
+    if (this.#opts.reconnect && this.#connectedOnce) {
+      // Once connected, keep trying: a getToken that failed during a network outage (or a
+      // backend hiccup) must not end the client for good.
+      if (tokenProblem) this.emit('error', error);
       this.#onClose(1006, '', false);
       return;
     }
@@ -522,7 +531,71 @@ export class Client extends Emitter {
   #setState(state) {
     if (this.state === state) return;
     this.state = state;
+    if (state === 'closed') this.#unwatchNetwork();
     this.emit('state', { state });
+  }
+
+  /**
+   * A socket whose network went away is not closed by the browser: it just stops, and only the
+   * heartbeat would notice, a minute later. So when the browser says it is offline the channel
+   * is treated as lost at once (events of the outage are replayed on resume), and when it is
+   * online again the pending reconnect happens now instead of after its backoff.
+   */
+  #watchNetwork() {
+    const target = globalThis;
+    if (!this.#opts.reconnect || typeof target.addEventListener !== 'function') return;
+    const offline = () => {
+      if (this.state !== 'open' || !this.#ws) return;
+      this._log('the browser went offline; reconnecting when it is back');
+      this.#abandonSocket(1006, 'offline');
+    };
+    const online = () => {
+      if (this.state !== 'reconnecting') return;
+      if (this.#reconnectTimer !== null) {
+        clearTimeout(this.#reconnectTimer);
+        this.#reconnectTimer = null;
+      } else if (this.#ws && this.#ws.readyState === 0) {
+        // An attempt begun while offline: it will fail; start a fresh one instead.
+        const stale = this.#ws;
+        this.#ws = null;
+        try {
+          stale.close();
+        } catch {
+          /* ignore */
+        }
+      } else {
+        return; // getToken or the hello is under way
+      }
+      this._log('the browser is online again; reconnecting now');
+      this.#attempt = 0;
+      this.#open();
+    };
+    target.addEventListener('offline', offline);
+    target.addEventListener('online', online);
+    this.#networkListeners = { target, offline, online };
+  }
+
+  #unwatchNetwork() {
+    const l = this.#networkListeners;
+    if (!l) return;
+    this.#networkListeners = null;
+    l.target.removeEventListener('offline', l.offline);
+    l.target.removeEventListener('online', l.online);
+  }
+
+  /** Gives up on the current socket without waiting for its close handshake, then reconnects. */
+  #abandonSocket(code, reason) {
+    const ws = this.#ws;
+    if (!ws) return;
+    this.#ws = null;
+    this.#stopTimers();
+    try {
+      // A browser may send 1000 or 3000…4999, not 1006; the server does not act on the code.
+      ws.close(code >= 3000 ? code : 1000, reason);
+    } catch {
+      /* already closing */
+    }
+    this.#onClose(code, reason, true);
   }
 
   #startHeartbeat() {
@@ -538,16 +611,7 @@ export class Client extends Emitter {
     if (this.state !== 'open') return;
     this.#deadTimer = setTimeout(() => {
       this._log('no frame from Switchyard; reconnecting');
-      const ws = this.#ws;
-      if (!ws) return;
-      this.#ws = null;
-      this.#stopTimers();
-      try {
-        ws.close(4008, 'heartbeat_timeout');
-      } catch {
-        /* already closing */
-      }
-      this.#onClose(4008, 'heartbeat_timeout', true);
+      this.#abandonSocket(4008, 'heartbeat_timeout');
     }, (this.#heartbeatSecs * 2 + 10) * 1000);
   }
 
