@@ -76,7 +76,7 @@ pub enum LeaseClaim {
 pub struct Coord {
     conn: ConnectionManager,
     /// For dedicated connections (pub/sub cannot share the multiplexed one).
-    client: redis::Client,
+    client: std::sync::Arc<redis::Client>,
     prefix: String,
 }
 
@@ -104,7 +104,7 @@ impl Coord {
         .map_err(CoordError::Unreachable)?;
         Ok(Coord {
             conn,
-            client,
+            client: std::sync::Arc::new(client),
             prefix: prefix.to_owned(),
         })
     }
