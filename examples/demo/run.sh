@@ -27,7 +27,7 @@ cargo build -p fsim -p switchyard
 if [ ! -f examples/web/vendor/jssip.js ]; then
   (cd examples/web && npm ci --no-audit --no-fund)
 fi
-./target/debug/fsim --nodes 2 --esl 127.0.0.1:18021 --password ClueCon --heartbeat-interval 5 \
+"${CARGO_TARGET_DIR:-target}/debug/fsim" --nodes 2 --esl 127.0.0.1:18021 --password ClueCon --heartbeat-interval 5 \
   --sip-ws 127.0.0.1:15066 \
   --xml-curl http://127.0.0.1:8080/freeswitch/directory \
   --xml-curl-dialplan http://127.0.0.1:8080/freeswitch/dialplan \
@@ -36,5 +36,5 @@ fsim_pid=$!
 trap 'kill $fsim_pid 2>/dev/null || true; wait $fsim_pid 2>/dev/null || true' EXIT
 echo "demo page: http://127.0.0.1:8080/demo/  (open it in two browsers)"
 exec_status=0
-./target/debug/switchyard --config examples/demo/switchyard.toml || exec_status=$?
+"${CARGO_TARGET_DIR:-target}/debug/switchyard" --config examples/demo/switchyard.toml || exec_status=$?
 exit $exec_status
