@@ -7,6 +7,7 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use chrono::Utc;
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use super::hub::{Delivery, Registration, Replay};
 use super::protocol::{
@@ -91,7 +92,6 @@ async fn first_text(socket: &mut WebSocket) -> Option<Result<String, Close>> {
 }
 
 async fn run(app: &Arc<App>, socket: &mut WebSocket) -> Result<End, BrowserError> {
-    let config = &app.config.events;
     let hello = match tokio::time::timeout(HELLO_TIMEOUT, first_text(socket)).await {
         Err(_) => return Ok(End::Closed(Close::BadHello)),
         Ok(None) => return Ok(End::Client),
@@ -114,8 +114,21 @@ async fn run(app: &Arc<App>, socket: &mut WebSocket) -> Result<End, BrowserError
     };
     let session = format!("{:016x}", rand::random::<u64>());
     let span = tracing::info_span!("browser", %user, %session);
-    let _enter = span.enter();
+    open(app, socket, user, session, resume, &mut registration)
+        .instrument(span)
+        .await
+}
 
+/// Welcome, replay, then the channel's life.
+async fn open(
+    app: &Arc<App>,
+    socket: &mut WebSocket,
+    user: String,
+    session: String,
+    resume: Option<protocol::Resume>,
+    registration: &mut Registration,
+) -> Result<End, BrowserError> {
+    let config = &app.config.events;
     let mut channel = Channel {
         app: app.clone(),
         user: user.clone(),
@@ -153,8 +166,7 @@ async fn run(app: &Arc<App>, socket: &mut WebSocket) -> Result<End, BrowserError
             }
         }
     }
-    drop(_enter);
-    channel.pump(socket, &mut registration).await
+    channel.pump(socket, registration).await
 }
 
 struct Channel {
