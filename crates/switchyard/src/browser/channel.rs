@@ -1,6 +1,7 @@
 //! One open `GET /v1/events` WebSocket: `hello` and the token check, `welcome` and resumption,
 //! then events out and browser requests in until either side closes.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +24,8 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Chat messages per second per channel, and the burst allowed.
 const MESSAGE_RATE: f64 = 5.0;
 const MESSAGE_BURST: f64 = 10.0;
+/// How long a channel trusts that its user may write to a conference before looking again.
+const AUDIENCE_CHECK_TTL: Duration = Duration::from_secs(5);
 /// Refused frames in a row before the channel is closed (`4029`).
 const MAX_REFUSALS_IN_A_ROW: u32 = 20;
 
@@ -135,6 +138,7 @@ async fn open(
         last_seq: 0,
         rate: RateLimit::new(MESSAGE_RATE, MESSAGE_BURST),
         refusals: 0,
+        may_write: HashMap::new(),
     };
     let (current, replay) = match resume {
         Some(resume) => app.browser.hub.replay(&user, resume.seq).await?,
@@ -176,6 +180,8 @@ struct Channel {
     last_seq: u64,
     rate: RateLimit,
     refusals: u32,
+    /// Conferences this user was recently found invited to or in: chat bursts skip the lookups.
+    may_write: HashMap<String, Instant>,
 }
 
 async fn send_text(socket: &mut WebSocket, text: String) -> Result<(), axum::Error> {
@@ -408,13 +414,22 @@ impl Channel {
                     return Err(FrameError::RateLimited);
                 }
                 protocol::check_text(&text, app.config.events.max_message_chars)?;
-                let allowed = app
-                    .browser
-                    .in_audience(app, &conference, &self.user)
-                    .await
-                    .map_err(|e| unavailable(&e))?;
-                if !allowed {
-                    return Err(FrameError::NotInAudience);
+                let checked = self
+                    .may_write
+                    .get(&conference)
+                    .is_some_and(|at| at.elapsed() < AUDIENCE_CHECK_TTL);
+                if !checked {
+                    let allowed = app
+                        .browser
+                        .in_audience(app, &conference, &self.user)
+                        .await
+                        .map_err(|e| unavailable(&e))?;
+                    if !allowed {
+                        return Err(FrameError::NotInAudience);
+                    }
+                    self.may_write
+                        .retain(|_, at| at.elapsed() < AUDIENCE_CHECK_TTL);
+                    self.may_write.insert(conference.clone(), Instant::now());
                 }
                 let audience = app
                     .browser
