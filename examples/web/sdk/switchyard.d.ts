@@ -281,6 +281,7 @@ export declare const CloseCode: Readonly<{
   USER_DISABLED: 4003;
   HEARTBEAT_TIMEOUT: 4008;
   TOO_MANY_CONNECTIONS: 4009;
+  TOO_SLOW: 4010;
   RATE_LIMITED: 4029;
 }>;
 export declare const VERSION: string;

@@ -18,6 +18,7 @@ export const CloseCode = Object.freeze({
   USER_DISABLED: 4003,
   HEARTBEAT_TIMEOUT: 4008,
   TOO_MANY_CONNECTIONS: 4009,
+  TOO_SLOW: 4010,
   RATE_LIMITED: 4029,
 });
 
@@ -33,6 +34,7 @@ const CLOSE_NAMES = {
   4003: 'user_disabled',
   4008: 'heartbeat_timeout',
   4009: 'too_many_connections',
+  4010: 'too_slow',
   4029: 'rate_limited',
 };
 
