@@ -29,7 +29,7 @@ clippy:
     cargo clippy --workspace --all-targets -- -D warnings
 
 # Benchmarks: ESL ingest against memchr, a raw socket reader and peer Rust libraries. The
-# service's own benchmarks against nginx are separate recipes: bench-directory and bench-api.
+# service's own benchmarks are separate recipes: bench-directory, bench-api and bench-events.
 bench:
     cargo run --release -p esl-bench --bin esl-ingest
 
@@ -49,6 +49,14 @@ bench-api *ARGS:
     [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || { apt-get update && apt-get install -y nginx-light; }
     cargo build --release -p switchyard -p fsim -p switchyard-bench
     target/release/api-bench {{ARGS}}
+
+# Browser event channel (`GET /v1/events`) against a tokio-tungstenite broadcast server in the
+# same run: chat fan-out (frames/s, send→receive latency, CPU per frame) and RSS per open
+# channel; SQLite, one fsim node; ~1 min, table in target/bench-data/events.md. Options: --help,
+# --quick (< 30 s).
+bench-events *ARGS:
+    cargo build --release -p switchyard -p fsim -p switchyard-bench
+    target/release/events-bench {{ARGS}}
 
 # Peer libraries outside Rust on the same stream (greenswitch from PyPI, modesl from npm).
 bench-peers:

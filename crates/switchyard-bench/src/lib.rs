@@ -1,5 +1,5 @@
-//! Benchmarks of the Switchyard service. See `src/bin/directory-bench.rs` and
-//! `src/bin/api-bench.rs`.
+//! Benchmarks of the Switchyard service. See `src/bin/directory-bench.rs`,
+//! `src/bin/api-bench.rs` and `src/bin/events-bench.rs`.
 //!
 //! - [`corpus`]: mod_xml_curl `sip_auth` requests built like the captured ones.
 //! - [`http`]: a raw HTTP/1.1 client over `TcpStream` (exact control of connection reuse).
