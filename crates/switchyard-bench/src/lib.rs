@@ -10,8 +10,10 @@
 //! - [`servers`]: switchyard and nginx under `taskset`.
 //! - [`fsim`]: the FreeSWITCH simulator as the node pool.
 //! - [`procstat`]: CPU time of processes and of the machine.
+//! - [`cli`]: `--help` text, the target directory and core pinning, shared by the binaries.
 
 pub mod apiload;
+pub mod cli;
 pub mod corpus;
 pub mod fsim;
 pub mod http;

@@ -54,6 +54,7 @@ use rand::SeedableRng as _;
 use rand::seq::SliceRandom as _;
 use switchyard::store::{NewSipCredential, Store, StoreOptions, UpsertUser};
 use switchyard_bench::apiload::{self, Run, Workload};
+use switchyard_bench::cli;
 use switchyard_bench::corpus::{DOMAIN, NODE_PASSWORD, NODE_USER};
 use switchyard_bench::fsim::{ESL_PASSWORD, Fsim, FsimOptions};
 use switchyard_bench::rest::{self, Client};
@@ -146,21 +147,12 @@ impl Default for Args {
     }
 }
 
-fn usage() -> String {
-    include_str!("api-bench.rs")
-        .lines()
-        .take_while(|l| l.starts_with("//!"))
-        .map(|l| l.trim_start_matches("//!").trim_start())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 fn parse_args() -> anyhow::Result<Args> {
     let mut args = Args::default();
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         if flag == "--help" || flag == "-h" {
-            println!("{}", usage());
+            println!("{}", cli::usage(include_str!("api-bench.rs")));
             std::process::exit(0);
         }
         if flag == "--quick" {
@@ -252,22 +244,10 @@ fn parse_args() -> anyhow::Result<Args> {
     Ok(args)
 }
 
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
-}
-
-fn pin_self(cpu: usize) -> bool {
-    let mut set = nix::sched::CpuSet::new();
-    set.set(cpu).is_ok()
-        && nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).is_ok()
-}
-
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     // Before the runtime exists: every thread of this process inherits the mask.
-    if !pin_self(args.client_cpu) {
+    if !cli::pin_self(args.client_cpu) {
         eprintln!(
             "warning: cannot pin the load generator to CPU {}",
             args.client_cpu
@@ -1537,7 +1517,7 @@ struct InviteRow {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
-    let target_dir = target_dir();
+    let target_dir = cli::target_dir();
     let bin = |explicit: &Option<PathBuf>, name: &str| -> anyhow::Result<PathBuf> {
         let path = explicit
             .clone()

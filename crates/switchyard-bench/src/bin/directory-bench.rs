@@ -28,12 +28,13 @@
 //! --switchyard PATH --nginx PATH --out PATH --quick (a short smoke run).
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use chrono::Utc;
 use switchyard::store::{NewSipCredential, Store, UpsertUser};
+use switchyard_bench::cli;
 use switchyard_bench::corpus::{self, DOMAIN, Expect, KnownUser};
 use switchyard_bench::http::Conn;
 use switchyard_bench::load::{self, Checker, Mode, Stats, Target};
@@ -134,22 +135,10 @@ fn parse_args() -> anyhow::Result<Args> {
     Ok(args)
 }
 
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
-}
-
-fn pin_self(cpu: usize) -> bool {
-    let mut set = nix::sched::CpuSet::new();
-    set.set(cpu).is_ok()
-        && nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).is_ok()
-}
-
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     // Before the runtime exists: every thread of this process inherits the mask.
-    if !pin_self(args.client_cpu) {
+    if !cli::pin_self(args.client_cpu) {
         eprintln!(
             "warning: cannot pin the load generator to CPU {}",
             args.client_cpu
@@ -330,7 +319,7 @@ impl Closed {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
-    let target_dir = target_dir();
+    let target_dir = cli::target_dir();
     let switchyard_bin = args
         .switchyard
         .clone()

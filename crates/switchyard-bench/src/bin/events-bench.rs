@@ -36,7 +36,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -46,6 +46,7 @@ use chrono::Utc;
 use futures_util::{SinkExt as _, StreamExt as _};
 use memchr::memmem;
 use switchyard::store::{Store, StoreOptions, UpsertUser};
+use switchyard_bench::cli;
 use switchyard_bench::corpus::{DOMAIN, NODE_PASSWORD, NODE_USER};
 use switchyard_bench::fsim::{ESL_PASSWORD, Fsim, FsimOptions};
 use switchyard_bench::procstat;
@@ -107,21 +108,12 @@ impl Default for Args {
     }
 }
 
-fn usage() -> String {
-    include_str!("events-bench.rs")
-        .lines()
-        .take_while(|l| l.starts_with("//!"))
-        .map(|l| l.trim_start_matches("//!").trim_start())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 fn parse_args() -> anyhow::Result<Args> {
     let mut args = Args::default();
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         if flag == "--help" || flag == "-h" {
-            println!("{}", usage());
+            println!("{}", cli::usage(include_str!("events-bench.rs")));
             std::process::exit(0);
         }
         if flag == "--quick" {
@@ -181,18 +173,6 @@ fn parse_args() -> anyhow::Result<Args> {
     Ok(args)
 }
 
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
-}
-
-fn pin_self(cpu: usize) -> bool {
-    let mut set = nix::sched::CpuSet::new();
-    set.set(cpu).is_ok()
-        && nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).is_ok()
-}
-
 fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -203,7 +183,7 @@ fn main() -> anyhow::Result<()> {
         return runtime.block_on(reference_server());
     }
     let args = parse_args()?;
-    if !pin_self(args.client_cpu) {
+    if !cli::pin_self(args.client_cpu) {
         eprintln!(
             "warning: cannot pin the load generator to CPU {}",
             args.client_cpu
@@ -781,7 +761,7 @@ struct Measured {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
-    let target_dir = target_dir();
+    let target_dir = cli::target_dir();
     let bin = |explicit: &Option<PathBuf>, name: &str| -> anyhow::Result<PathBuf> {
         let path = explicit
             .clone()
