@@ -59,26 +59,42 @@ impl Store {
     }
 
     /// Drops the user's tokens that expired before `at` (kept a while so that an expired token
-    /// is told apart from an unknown one: `token_expired` vs `token_invalid`). Compared in
-    /// Rust: SQLite's text timestamps do not compare reliably in SQL.
+    /// is told apart from an unknown one: `token_expired` vs `token_invalid`). SQLite keeps
+    /// timestamps as text, so there the candidates are compared in Rust, as
+    /// `delete_expired_sip_credentials` does.
     pub async fn delete_expired_session_tokens(
         &self,
         user_id: &str,
         at: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        const LIST: &str = "SELECT token_hash, expires_at FROM session_tokens WHERE user_id = $1";
-        const DELETE: &str = "DELETE FROM session_tokens WHERE token_hash = $1";
-        let tokens: Vec<(String, DateTime<Utc>)> = with_pool!(self, pool => {
-            sqlx::query_as(LIST).bind(user_id).fetch_all(pool).await?
-        });
-        let mut deleted = 0;
-        for (hash, expires_at) in tokens {
-            if expires_at < at {
-                deleted += with_pool!(self, pool => {
-                    sqlx::query(DELETE).bind(&hash).execute(pool).await?.rows_affected()
-                });
+        match self {
+            Self::Sqlite(pool) => {
+                let tokens: Vec<(String, DateTime<Utc>)> = sqlx::query_as(
+                    "SELECT token_hash, expires_at FROM session_tokens WHERE user_id = $1",
+                )
+                .bind(user_id)
+                .fetch_all(pool)
+                .await?;
+                let mut deleted = 0;
+                for (hash, expires_at) in tokens {
+                    if expires_at < at {
+                        deleted += sqlx::query("DELETE FROM session_tokens WHERE token_hash = $1")
+                            .bind(&hash)
+                            .execute(pool)
+                            .await?
+                            .rows_affected();
+                    }
+                }
+                Ok(deleted)
             }
+            Self::Postgres(pool) => Ok(sqlx::query(
+                "DELETE FROM session_tokens WHERE user_id = $1 AND expires_at < $2",
+            )
+            .bind(user_id)
+            .bind(at)
+            .execute(pool)
+            .await?
+            .rows_affected()),
         }
-        Ok(deleted)
     }
 }

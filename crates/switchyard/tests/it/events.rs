@@ -589,3 +589,43 @@ async fn replicas_share_events() {
     a.stop().await.expect("stop a");
     b.stop().await.expect("stop b");
 }
+
+/// Expired session tokens are dropped, live ones kept, on both backends.
+#[tokio::test]
+async fn expired_session_tokens_are_deleted() {
+    for db in test_dbs().await {
+        let app = TestApp::spawn_configured(Some(&db.url), pool_config).await;
+        put_user(&app, "ann", "Ann", true).await;
+        let now = chrono::Utc::now();
+        for (hash, expires_at) in [
+            ("old", now - chrono::Duration::days(2)),
+            ("live", now + chrono::Duration::hours(1)),
+        ] {
+            app.store
+                .insert_session_token(hash, "ann", expires_at)
+                .await
+                .expect("insert");
+        }
+        let deleted = app
+            .store
+            .delete_expired_session_tokens("ann", now)
+            .await
+            .expect("delete");
+        assert_eq!(deleted, 1, "{:?}", db.backend());
+        assert!(
+            app.store
+                .session_token_owner("old")
+                .await
+                .expect("get")
+                .is_none()
+        );
+        assert!(
+            app.store
+                .session_token_owner("live")
+                .await
+                .expect("get")
+                .is_some()
+        );
+        app.stop().await.expect("stop");
+    }
+}
