@@ -325,6 +325,26 @@ fn common_headers() -> Vec<(&'static str, String)> {
     ]
 }
 
+/// 481: a request inside a dialog this connection does not know (or that has ended).
+fn no_dialog(conn: &Conn, req: &Request) {
+    conn.respond(
+        req,
+        481,
+        "Call/Transaction Does Not Exist",
+        None,
+        &common_headers(),
+    );
+}
+
+/// The node's Contact for `user` on this WebSocket, as sofia writes it for its `ws` transport.
+fn local_contact(conn: &Conn, user: &str) -> String {
+    format!(
+        "<sip:{user}@{}:{};transport=ws>",
+        conn.shared.cfg.sip_ip,
+        conn.ws_port()
+    )
+}
+
 async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let ws = match tokio_tungstenite::accept_hdr_async(stream, echo_subprotocol).await {
@@ -454,13 +474,7 @@ fn on_bytes(conn: &Arc<Conn>, bytes: &[u8]) {
             if known {
                 conn.respond(&req, 200, "OK", None, &common_headers());
             } else {
-                conn.respond(
-                    &req,
-                    481,
-                    "Call/Transaction Does Not Exist",
-                    None,
-                    &common_headers(),
-                );
+                no_dialog(conn, &req);
             }
         }
         "MESSAGE" => conn.respond(&req, 200, "OK", Some(&random_token(13)), &common_headers()),
@@ -881,11 +895,7 @@ async fn on_invite(conn: &Conn, req: Request) {
             return;
         }
     };
-    let contact = format!(
-        "<sip:{destination}@{}:{};transport=ws>",
-        conn.shared.cfg.sip_ip,
-        conn.ws_port()
-    );
+    let contact = local_contact(conn, &destination);
     let mut extra = vec![("Contact", contact)];
     extra.push(("User-Agent", user_agent()));
     extra.push(("Accept", "application/sdp".to_owned()));
@@ -992,24 +1002,14 @@ fn on_reinvite(conn: &Conn, req: &Request) {
         }
     };
     let Some((sdp, to_tag)) = answer else {
-        conn.respond(
-            req,
-            481,
-            "Call/Transaction Does Not Exist",
-            None,
-            &common_headers(),
-        );
+        no_dialog(conn, req);
         return;
     };
     conn.respond(req, 100, "Trying", None, &[("User-Agent", user_agent())]);
-    let contact = format!(
-        "<sip:{}@{}:{};transport=ws>",
-        Uri::parse(&req.uri)
-            .and_then(|u| u.user)
-            .unwrap_or_default(),
-        conn.shared.cfg.sip_ip,
-        conn.ws_port()
-    );
+    let user = Uri::parse(&req.uri)
+        .and_then(|u| u.user)
+        .unwrap_or_default();
+    let contact = local_contact(conn, &user);
     let mut extra = vec![("Contact", contact)];
     extra.extend(common_headers());
     extra.push(("Content-Type", "application/sdp".to_owned()));
@@ -1038,13 +1038,7 @@ fn on_bye(conn: &Conn, req: &Request) {
         }
     };
     let Some(uuid) = uuid else {
-        conn.respond(
-            req,
-            481,
-            "Call/Transaction Does Not Exist",
-            None,
-            &common_headers(),
-        );
+        no_dialog(conn, req);
         return;
     };
     if let Some(uuid) = uuid {
@@ -1069,13 +1063,7 @@ fn on_cancel(conn: &Conn, req: &Request) {
         }
     };
     let Some(cancelled) = cancelled else {
-        conn.respond(
-            req,
-            481,
-            "Call/Transaction Does Not Exist",
-            None,
-            &common_headers(),
-        );
+        no_dialog(conn, req);
         return;
     };
     match cancelled {
