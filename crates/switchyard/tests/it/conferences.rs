@@ -1,8 +1,6 @@
 //! Conferences over REST against fsim nodes: invitations, live members, uninviting, ending,
 //! limits, history, bad input.
 
-use std::time::Duration;
-
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use switchyard::events::Event;
@@ -11,8 +9,8 @@ use switchyard::live::{Change, LeaveReason};
 use switchyard::nodes::NodeState;
 
 use crate::pool::{
-    add_node, drain_events, eventually, get_conference, pool_config, sim_node, sip_user,
-    wait_members, wait_state,
+    add_node, drain_events, events_until, eventually, get_conference, pool_config, sim_node,
+    sip_user, wait_members, wait_state,
 };
 use crate::support::api::{ADMIN_KEY, FS_PASSWORD, FS_USER, READER_KEY, problem};
 use crate::support::db::test_dbs;
@@ -182,19 +180,14 @@ async fn five_invitations_one_node_members_uninvite_end_history() {
             sim.snapshot().conferences.is_empty().then_some(())
         })
         .await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let events = drain_events(&mut app);
-        assert!(
-            left_with(&events, "u3", LeaveReason::Uninvited),
-            "{backend}: {events:?}"
-        );
-        assert!(left_with(&events, "u5", LeaveReason::Hangup), "{backend}");
-        for user in ["u1", "u2", "u4"] {
-            assert!(
-                left_with(&events, user, LeaveReason::Ended),
-                "{backend}: {user}"
-            );
-        }
+        events_until(&mut app, "every stay ended with its reason", |events| {
+            left_with(events, "u3", LeaveReason::Uninvited)
+                && left_with(events, "u5", LeaveReason::Hangup)
+                && ["u1", "u2", "u4"]
+                    .iter()
+                    .all(|user| left_with(events, user, LeaveReason::Ended))
+        })
+        .await;
 
         // History: every stay with its reason; the conference with its end.
         let stays: Page<StayBody> = eventually("stays closed", || async {
@@ -320,12 +313,10 @@ async fn limits_and_open_conferences() {
             .then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let events = drain_events(&mut app);
-    assert!(
-        left_with(&events, "u3", LeaveReason::DurationExceeded),
-        "{events:?}"
-    );
+    events_until(&mut app, "u3 left (duration_exceeded)", |events| {
+        left_with(events, "u3", LeaveReason::DurationExceeded)
+    })
+    .await;
     app.stop().await.expect("clean shutdown");
     sim.shutdown().await;
 }
@@ -657,9 +648,10 @@ async fn control_commands_reach_the_node() {
     .await;
     assert_eq!(kicked.status(), StatusCode::OK);
     wait_members(&app, "ctl", 1).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let events = drain_events(&mut app);
-    assert!(left_with(&events, "u2", LeaveReason::Kicked), "{events:?}");
+    events_until(&mut app, "u2 left (kicked)", |events| {
+        left_with(events, "u2", LeaveReason::Kicked)
+    })
+    .await;
 
     // A placed conference that is not running on its node.
     let placed = client()

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
+use tokio::sync::broadcast;
+
 use fsim::directory::DirectoryConfig;
 use fsim::{NodeConfig as SimConfig, SimNode};
 use reqwest::StatusCode;
@@ -184,6 +186,29 @@ pub fn drain_events(app: &mut TestApp) -> Vec<Event> {
     let mut out = Vec::new();
     while let Ok(event) = app.events.try_recv() {
         out.push(event);
+    }
+    out
+}
+
+/// Receives events until `done` holds for everything received so far (15 s at most): the
+/// store changes before the event is published, so polling the API alone races the bus.
+pub async fn events_until(
+    app: &mut TestApp,
+    what: &str,
+    done: impl Fn(&[Event]) -> bool,
+) -> Vec<Event> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut out = drain_events(app);
+    while !done(&out) {
+        match tokio::time::timeout_at(deadline, app.events.recv()).await {
+            Ok(Ok(event)) => out.push(event),
+            Ok(Err(broadcast::error::RecvError::Lagged(n))) => {
+                panic!("{what}: the test fell {n} events behind")
+            }
+            Ok(Err(broadcast::error::RecvError::Closed)) | Err(_) => {
+                panic!("timed out waiting for {what}: {out:?}")
+            }
+        }
     }
     out
 }
@@ -513,18 +538,22 @@ async fn a_node_down_past_the_grace_loses_its_conferences() {
         get_conference(&app, "room").await.is_none().then_some(())
     })
     .await;
-    let events = drain_events(&mut app);
-    assert!(
-        events.iter().any(|e| matches!(e,
+    events_until(
+        &mut app,
+        "alice left and room ended (node_down)",
+        |events| {
+            events.iter().any(|e| {
+                matches!(e,
             Event::Live { change: Change::MemberLeft { member, reason: LeaveReason::NodeDown } }
-                if member.user_id.as_deref() == Some("alice"))),
-        "{events:?}"
-    );
-    assert!(
-        events.iter().any(|e| matches!(e,
-            Event::ConferenceEnded { conference, reason: EndReason::NodeDown } if conference.name == "room")),
-        "{events:?}"
-    );
+                if member.user_id.as_deref() == Some("alice"))
+            }) && events.iter().any(|e| {
+                matches!(e,
+                Event::ConferenceEnded { conference, reason: EndReason::NodeDown }
+                    if conference.name == "room")
+            })
+        },
+    )
+    .await;
     // The name is free again and goes to a live node.
     assert_eq!(place(&app, "room", json!({})).await, "fs-b");
     app.stop().await.expect("clean shutdown");
@@ -572,19 +601,22 @@ async fn reconnects_reconcile_and_restarts_end_conferences() {
     })
     .await;
     assert_eq!(lobby.node.state, Some(NodeState::Up));
-    let events = drain_events(&mut app);
-    assert!(
-        events.iter().any(|e| matches!(e,
+    events_until(
+        &mut app,
+        "alice left and bob joined (reconciled)",
+        |events| {
+            events.iter().any(|e| {
+                matches!(e,
             Event::Live { change: Change::MemberLeft { member, reason: LeaveReason::Reconciled } }
-                if member.user_id.as_deref() == Some("alice"))),
-        "{events:?}"
-    );
-    assert!(
-        events.iter().any(|e| matches!(e,
-            Event::Live { change: Change::MemberJoined { member, reconciled: true } }
-                if member.user_id.as_deref() == Some("bob"))),
-        "{events:?}"
-    );
+                if member.user_id.as_deref() == Some("alice"))
+            }) && events.iter().any(|e| {
+                matches!(e,
+                Event::Live { change: Change::MemberJoined { member, reconciled: true } }
+                    if member.user_id.as_deref() == Some("bob"))
+            })
+        },
+    )
+    .await;
 
     // Restart: new Core-UUID, nothing running; the conference ends explicitly.
     sim.restart().await;
@@ -592,24 +624,28 @@ async fn reconnects_reconcile_and_restarts_end_conferences() {
         get_conference(&app, "lobby").await.is_none().then_some(())
     })
     .await;
-    let events = drain_events(&mut app);
-    assert!(
-        events.iter().any(|e| matches!(e,
-            Event::ConferenceEnded { conference, reason: EndReason::NodeRestarted } if conference.name == "lobby")),
-        "{events:?}"
-    );
-    assert!(
-        events.iter().any(|e| matches!(
-            e,
-            Event::Live {
-                change: Change::MemberLeft {
-                    reason: LeaveReason::NodeRestarted,
-                    ..
-                }
-            }
-        )),
-        "{events:?}"
-    );
+    events_until(
+        &mut app,
+        "lobby ended, bob left (node_restarted)",
+        |events| {
+            events.iter().any(|e| {
+                matches!(e,
+            Event::ConferenceEnded { conference, reason: EndReason::NodeRestarted }
+                if conference.name == "lobby")
+            }) && events.iter().any(|e| {
+                matches!(
+                    e,
+                    Event::Live {
+                        change: Change::MemberLeft {
+                            reason: LeaveReason::NodeRestarted,
+                            ..
+                        }
+                    }
+                )
+            })
+        },
+    )
+    .await;
     app.stop().await.expect("clean shutdown");
     sim.shutdown().await;
 }
@@ -737,13 +773,14 @@ async fn idle_placements_end_and_config_nodes_stay() {
             .then_some(())
     })
     .await;
-    let events = drain_events(&mut app);
-    assert!(
-        events.iter().any(|e| matches!(e,
+    events_until(&mut app, "nobody-comes ended (idle_timeout)", |events| {
+        events.iter().any(|e| {
+            matches!(e,
             Event::ConferenceEnded { conference, reason: EndReason::IdleTimeout }
-                if conference.name == "nobody-comes")),
-        "{events:?}"
-    );
+                if conference.name == "nobody-comes")
+        })
+    })
+    .await;
     let refused = client()
         .delete(app.url("/v1/nodes/fs-conf"))
         .bearer_auth(ADMIN_KEY)
