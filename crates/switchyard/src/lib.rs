@@ -32,6 +32,7 @@ pub mod coord;
 pub mod credentials;
 pub mod events;
 pub mod freeswitch;
+pub mod housekeeping;
 pub mod http;
 pub mod ids;
 pub mod live;

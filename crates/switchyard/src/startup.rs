@@ -36,6 +36,7 @@ pub async fn run(
     // Background tasks run on `app.tasks` and watch `app.shutdown`.
     // Webhooks first: they subscribe to the bus before any node task can announce.
     crate::webhooks::start(&app);
+    crate::housekeeping::start(&app);
     let browser_events = app.bus.subscribe();
     crate::nodes::start(&app);
     let app = Arc::new(app);

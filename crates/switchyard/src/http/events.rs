@@ -76,7 +76,7 @@ pub(super) async fn issue_token(
     let now = Utc::now();
     state
         .store
-        .delete_expired_session_tokens(&user.id, now - chrono::Duration::days(1))
+        .delete_expired_session_tokens(&user.id, now - crate::housekeeping::expired_token_memory())
         .await?;
     let token = crate::browser::new_token();
     let ttl = i64::try_from(ttl).unwrap_or(i64::MAX);

@@ -170,6 +170,30 @@ impl Store {
         Ok(entry)
     }
 
+    /// Deletes every user's credentials that expired before `before`; returns how many.
+    /// (SQLite keeps timestamps as text; `julianday` reads that text as a time.)
+    pub async fn purge_expired_sip_credentials(
+        &self,
+        before: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        const SQLITE: &str = "DELETE FROM sip_credentials WHERE expires_at IS NOT NULL \
+             AND julianday(expires_at) <= julianday(?1)";
+        const POSTGRES: &str = "DELETE FROM sip_credentials WHERE expires_at IS NOT NULL \
+             AND expires_at <= $1";
+        Ok(match self {
+            Self::Sqlite(pool) => sqlx::query(SQLITE)
+                .bind(before)
+                .execute(pool)
+                .await?
+                .rows_affected(),
+            Self::Postgres(pool) => sqlx::query(POSTGRES)
+                .bind(before)
+                .execute(pool)
+                .await?
+                .rows_affected(),
+        })
+    }
+
     /// Deletes the user's credentials that expired before `before`; returns how many.
     pub async fn delete_expired_sip_credentials(
         &self,

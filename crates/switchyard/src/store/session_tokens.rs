@@ -58,6 +58,26 @@ impl Store {
         Ok(affected)
     }
 
+    /// Drops every user's tokens that expired before `at`; how many. (SQLite keeps timestamps
+    /// as text; `julianday` reads that text as a time.)
+    pub async fn purge_expired_session_tokens(&self, at: DateTime<Utc>) -> Result<u64, StoreError> {
+        const SQLITE: &str =
+            "DELETE FROM session_tokens WHERE julianday(expires_at) < julianday(?1)";
+        const POSTGRES: &str = "DELETE FROM session_tokens WHERE expires_at < $1";
+        Ok(match self {
+            Self::Sqlite(pool) => sqlx::query(SQLITE)
+                .bind(at)
+                .execute(pool)
+                .await?
+                .rows_affected(),
+            Self::Postgres(pool) => sqlx::query(POSTGRES)
+                .bind(at)
+                .execute(pool)
+                .await?
+                .rows_affected(),
+        })
+    }
+
     /// Drops the user's tokens that expired before `at` (kept a while so that an expired token
     /// is told apart from an unknown one: `token_expired` vs `token_invalid`). SQLite keeps
     /// timestamps as text, so there the candidates are compared in Rust, as

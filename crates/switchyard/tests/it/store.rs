@@ -609,3 +609,75 @@ async fn recordings_open_and_close() {
         assert!(cast.stopped_at.is_none());
     }
 }
+
+/// Housekeeping drops every user's expired SIP credentials and the session tokens expired for
+/// more than a day; live, long-lived and recently expired tokens stay. Both backends.
+#[tokio::test]
+async fn housekeeping_purges_expired_rows_of_every_user() {
+    use chrono::{Duration as ChronoDuration, Utc};
+    use switchyard::store::NewSipCredential;
+
+    for db in test_dbs().await {
+        let store = &db.store;
+        let backend = db.backend();
+        for id in ["alice", "bob"] {
+            store
+                .upsert_user(&UpsertUser {
+                    id: id.to_owned(),
+                    ..alice(true)
+                })
+                .await
+                .expect("user");
+        }
+        let now = Utc::now();
+        let credentials = [
+            ("alice", "syold", Some(now - ChronoDuration::days(3))),
+            (
+                "bob",
+                "syjustnow",
+                Some(now - ChronoDuration::milliseconds(5)),
+            ),
+            ("bob", "sylive", Some(now + ChronoDuration::minutes(5))),
+            ("alice", "sylong", None),
+        ];
+        for (user, username, expires_at) in credentials {
+            store
+                .insert_sip_credential(&NewSipCredential {
+                    username: username.to_owned(),
+                    user_id: user.to_owned(),
+                    realm: "example.com".to_owned(),
+                    a1_hash: "0123456789abcdef0123456789abcdef".to_owned(),
+                    expires_at,
+                })
+                .await
+                .expect("credential");
+        }
+        let tokens = [
+            ("alice", "t-old", now - ChronoDuration::days(2)),
+            ("bob", "t-recent", now - ChronoDuration::hours(2)),
+            ("bob", "t-live", now + ChronoDuration::hours(1)),
+        ];
+        for (user, hash, expires_at) in tokens {
+            store
+                .insert_session_token(hash, user, expires_at)
+                .await
+                .expect("token");
+        }
+
+        switchyard::housekeeping::run_once(store).await;
+
+        for (username, kept) in [
+            ("syold", false),
+            ("syjustnow", false),
+            ("sylive", true),
+            ("sylong", true),
+        ] {
+            let found = store.directory_entry(username).await.expect("query");
+            assert_eq!(found.is_some(), kept, "{backend}: {username}");
+        }
+        for (hash, kept) in [("t-old", false), ("t-recent", true), ("t-live", true)] {
+            let found = store.session_token_owner(hash).await.expect("query");
+            assert_eq!(found.is_some(), kept, "{backend}: {hash}");
+        }
+    }
+}
