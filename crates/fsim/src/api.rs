@@ -317,22 +317,38 @@ fn show(tx: &Tx<'_>, args: &str) -> String {
                 .registrations
                 .iter()
                 .map(|r| {
+                    // WS: the url of sofia's stored contact; network_proto `udp`
+                    // (`switch_core_add_registration` only knows tls/tcp/udp), see
+                    // `crate::sip::registrar`.
+                    let (url, proto) = match &r.ws {
+                        Some(ws) => (
+                            crate::sip::registrar::registration_url(
+                                &tx.cfg.sip_profile,
+                                &ws.contact,
+                            ),
+                            "udp".to_owned(),
+                        ),
+                        None => (
+                            format!(
+                                "sofia/{}/sip:{}@{}:{};transport={}",
+                                tx.cfg.sip_profile,
+                                r.user,
+                                r.contact_ip,
+                                r.contact_port,
+                                r.transport.to_ascii_uppercase()
+                            ),
+                            r.transport.to_ascii_lowercase(),
+                        ),
+                    };
                     vec![
                         r.user.clone(),
                         r.realm.clone(),
                         r.call_id.clone(),
-                        format!(
-                            "sofia/{}/sip:{}@{}:{};transport={}",
-                            tx.cfg.sip_profile,
-                            r.user,
-                            r.contact_ip,
-                            r.contact_port,
-                            r.transport.to_ascii_uppercase()
-                        ),
+                        url,
                         (micros(r.expires_at) / 1_000_000 + 60).to_string(),
                         r.contact_ip.clone(),
                         r.contact_port.to_string(),
-                        r.transport.to_ascii_lowercase(),
+                        proto,
                         hostname.to_owned(),
                         String::new(),
                     ]
@@ -398,21 +414,32 @@ fn sofia(tx: &Tx<'_>, args: &str) -> String {
             for r in &tx.st.registrations {
                 let expires = r.expires_at + Duration::from_secs(60);
                 let left = expires.duration_since(now).map_or(0, |d| d.as_secs());
+                // show_reg_callback (mod_sofia.c): the stored contact and `status(rpid)`.
+                let (contact, status) = match &r.ws {
+                    Some(ws) => (ws.contact.clone(), ws.status.clone()),
+                    None => (
+                        format!(
+                            "\"\" <sip:{}@{}:{};transport={}>",
+                            r.user,
+                            r.contact_ip,
+                            r.contact_port,
+                            r.transport.to_ascii_uppercase()
+                        ),
+                        format!("Registered({})", r.transport.to_ascii_uppercase()),
+                    ),
+                };
                 let _ = write!(
                     out,
-                    "Call-ID:    \t{}\nUser:       \t{}@{}\nContact:    \t\"\" <sip:{}@{}:{};transport={}>\n\
-                     Agent:      \t{}\nStatus:     \tRegistered({})(unknown) EXP({}) EXPSECS({})\n\
+                    "Call-ID:    \t{}\nUser:       \t{}@{}\nContact:    \t{}\n\
+                     Agent:      \t{}\nStatus:     \t{}(unknown) EXP({}) EXPSECS({})\n\
                      Ping-Status:\tReachable\nPing-Time:\t0.00\nHost:       \t{}\nIP:         \t{}\n\
                      Port:       \t{}\nAuth-User:  \t{}\nAuth-Realm: \t{}\nMWI-Account:\t{}@{}\n\n",
                     r.call_id,
                     r.user,
                     r.realm,
-                    r.user,
-                    r.contact_ip,
-                    r.contact_port,
-                    r.transport.to_ascii_uppercase(),
+                    contact,
                     r.user_agent,
-                    r.transport.to_ascii_uppercase(),
+                    status,
                     local_stamp(expires),
                     left,
                     tx.cfg.name,

@@ -116,6 +116,91 @@ pub(crate) const PCMA: Codec = Codec {
     bit_rate: 64000,
 };
 
+/// G.711 µ-law (`CORE_PCM_MODULE`, 64 kbit/s).
+pub(crate) const PCMU: Codec = Codec {
+    name: "PCMU",
+    rate: 8000,
+    bit_rate: 64000,
+};
+
+/// mod_opus's implementation at 48 kHz: iananame `opus`, `bits_per_second` 0 (mod_opus.c
+/// `mod_opus_load` registers every implementation with `bits = 0`).
+pub(crate) const OPUS: Codec = Codec {
+    name: "opus",
+    rate: 48000,
+    bit_rate: 0,
+};
+
+/// The audio codec sofia negotiated for a SIP leg: what `switch_core_media_set_codec`
+/// (switch_core_media.c) writes into `rtp_use_codec_*` and the read/write codecs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct AudioCodec {
+    /// The read/write codec implementation.
+    pub codec: Codec,
+    /// Payload type (`rtp_audio_recv_pt`, `rtp_use_pt`).
+    pub pt: u8,
+    /// `codec_ms`.
+    pub ptime: u32,
+    /// `channels` of the payload map.
+    pub channels: u32,
+    /// The remote fmtp (`rtp_use_codec_fmtp`; empty: not set).
+    pub fmtp: String,
+}
+
+impl AudioCodec {
+    /// What SIPp's PCMA offer negotiates (the capture).
+    pub fn pcma() -> AudioCodec {
+        AudioCodec {
+            codec: PCMA,
+            pt: 8,
+            ptime: 20,
+            channels: 1,
+            fmtp: String::new(),
+        }
+    }
+
+    /// The codec of an SDP answer's audio choice (`pt`, rtpmap `encoding`, the offer's fmtp
+    /// and `a=ptime`), as `switch_core_media_negotiate_sdp` sets the payload map up: rate =
+    /// the implementation's actual rate, `codec_ms` = `a=ptime` else the 20 ms default, and
+    /// for opus 1 channel unless the fmtp says `stereo=1` (whatever the rtpmap's `/2`).
+    /// `None` for a codec fsim's answer never picks.
+    pub fn negotiated(
+        pt: &str,
+        encoding: &str,
+        fmtp: Option<&str>,
+        ptime: Option<u32>,
+    ) -> Option<AudioCodec> {
+        let mut parts = encoding.split('/');
+        let name = parts.next().unwrap_or_default();
+        let rtpmap_channels = parts.nth(1).and_then(|c| c.trim().parse().ok());
+        let fmtp = fmtp.unwrap_or_default().to_owned();
+        let (codec, channels) = match name.to_ascii_lowercase().as_str() {
+            "opus" => {
+                let stereo = fmtp.to_ascii_lowercase().contains("stereo=1");
+                (OPUS, if stereo { 2 } else { 1 })
+            }
+            "pcmu" => (PCMU, rtpmap_channels.unwrap_or(1)),
+            "pcma" => (PCMA, rtpmap_channels.unwrap_or(1)),
+            _ => return None,
+        };
+        Some(AudioCodec {
+            codec,
+            pt: pt.trim().parse().ok()?,
+            ptime: ptime.filter(|p| *p > 0).unwrap_or(20),
+            channels,
+            fmtp,
+        })
+    }
+
+    /// `rtp_last_audio_codec_string`: `%s@%dh@%di@%dc`.
+    pub fn last_codec_string(&self) -> String {
+        format!(
+            "{}@{}h@{}i@{}c",
+            self.codec.name, self.codec.rate, self.ptime, self.channels
+        )
+    }
+}
+
 /// Signed linear, what mod_conference reads at an 8 kHz conference.
 pub(crate) const L16_8K: Codec = Codec {
     name: "L16",
@@ -166,6 +251,10 @@ pub(crate) struct SipLeg {
     pub sip_ip: String,
     pub sip_port: u16,
     pub profile: String,
+    /// The negotiated audio codec (PCMA for SIPp's offer).
+    pub audio: AudioCodec,
+    /// The SDP answer sent (`rtp_local_sdp_str`); `None`: the SIPp-style PCMA answer.
+    pub local_sdp: Option<String>,
 }
 
 /// The caller profile (`Caller-*` headers).
@@ -786,8 +875,12 @@ impl Channel {
         let answer_app = ch.answer_app.clone();
         out.push(ch.execute(ctx, "answer", "", &answer_app));
 
-        ch.read_codec = Some(PCMA);
-        ch.write_codec = Some(PCMA);
+        // The negotiated codec (switch_core_media_set_codec, switch_core_codec.c's
+        // switch_core_session_set_real_read_codec / _set_write_codec): PCMA for SIPp.
+        let audio = leg.audio.clone();
+        let codec = audio.codec;
+        ch.read_codec = Some(codec);
+        ch.write_codec = Some(codec);
         out.push(ch.codec_event(ctx, CodecChange::RealRead));
         out.push(ch.codec_event(ctx, CodecChange::Write));
 
@@ -797,24 +890,25 @@ impl Channel {
         v.set("remote_text_media_flow", "inactive");
         v.set("remote_audio_media_flow", "sendrecv");
         v.set("audio_media_flow", "sendrecv");
-        v.set("rtp_audio_recv_pt", "8");
-        v.set("rtp_use_codec_name", "PCMA");
-        v.set("rtp_use_codec_rate", "8000");
-        v.set("rtp_use_codec_ptime", "20");
-        v.set("rtp_use_codec_channels", "1");
-        v.set("rtp_last_audio_codec_string", "PCMA@8000h@20i@1c");
-        v.set("read_codec", "PCMA");
-        v.set("original_read_codec", "PCMA");
-        v.set("read_rate", "8000");
-        v.set("original_read_rate", "8000");
-        v.set("write_codec", "PCMA");
-        v.set("write_rate", "8000");
+        v.set("rtp_audio_recv_pt", audio.pt.to_string());
+        v.set("rtp_use_codec_name", codec.name);
+        v.set("rtp_use_codec_fmtp", audio.fmtp.clone());
+        v.set("rtp_use_codec_rate", codec.rate.to_string());
+        v.set("rtp_use_codec_ptime", audio.ptime.to_string());
+        v.set("rtp_use_codec_channels", audio.channels.to_string());
+        v.set("rtp_last_audio_codec_string", audio.last_codec_string());
+        v.set("read_codec", codec.name);
+        v.set("original_read_codec", codec.name);
+        v.set("read_rate", codec.rate.to_string());
+        v.set("original_read_rate", codec.rate.to_string());
+        v.set("write_codec", codec.name);
+        v.set("write_rate", codec.rate.to_string());
         v.set("dtmf_type", "rfc2833");
         v.set("local_media_ip", leg.sip_ip.clone());
         v.set("local_media_port", leg.local_media_port.to_string());
         v.set("advertised_media_ip", leg.sip_ip.clone());
         v.set("rtp_use_timer_name", "soft");
-        v.set("rtp_use_pt", "8");
+        v.set("rtp_use_pt", audio.pt.to_string());
         v.set("rtp_use_ssrc", leg.ssrc.to_string());
         v.set("rtp_2833_send_payload", "101");
         v.set("rtp_2833_recv_payload", "101");
@@ -1022,7 +1116,7 @@ impl Channel {
             );
         }
         let original = match &self.kind {
-            Kind::Sofia(_) => PCMA,
+            Kind::Sofia(leg) => leg.audio.codec,
             _ => L16_8K,
         };
         self.vars.set("read_codec", original.name);
@@ -1399,6 +1493,9 @@ impl SipLeg {
 
     /// The SDP FreeSWITCH answers with.
     fn local_sdp(&self) -> String {
+        if let Some(sdp) = &self.local_sdp {
+            return sdp.clone();
+        }
         format!(
             "v=0\r\no=FreeSWITCH {} {} IN IP4 {ip}\r\ns=FreeSWITCH\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
              m=audio {} RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
@@ -1472,8 +1569,149 @@ fn sofia_register_event(ctx: &EventCtx, leg: &SipLeg, dest: &str, attempt: bool)
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    fn leg(audio: AudioCodec) -> SipLeg {
+        SipLeg {
+            user: "alice".into(),
+            domain: "127.0.0.1".into(),
+            transport: "wss".into(),
+            client_ip: "127.0.0.1".into(),
+            client_port: 40000,
+            user_agent: "JsSIP 3.10.1".into(),
+            display_name: None,
+            call_id: "c1".into(),
+            from_tag: "ft".into(),
+            to_tag: "tt".into(),
+            invite_branch: "z9hG4bK1".into(),
+            ack_branch: "z9hG4bK1".into(),
+            remote_sdp: "v=0\r\n".into(),
+            rtp_port: 9,
+            local_media_port: 20000,
+            ssrc: 1,
+            sdp_session: 1000,
+            sip_ip: "127.0.0.1".into(),
+            sip_port: 5066,
+            profile: "internal".into(),
+            audio,
+            local_sdp: Some("v=0\r\no=FreeSWITCH 1000 1001 IN IP4 127.0.0.1\r\n".into()),
+        }
+    }
+
+    fn ctx() -> EventCtx {
+        EventCtx {
+            core_uuid: "cu".into(),
+            hostname: "fs1".into(),
+            ipv4: "127.0.0.1".into(),
+            ipv6: "::1".into(),
+            seq: std::sync::Arc::default(),
+        }
+    }
+
+    /// The channel of a call whose answer chose `audio`, after `answer`.
+    fn answered(audio: AudioCodec) -> (Channel, Vec<Event>) {
+        let call = SipCall {
+            leg: leg(audio),
+            destination: "conf*room1".into(),
+            context: "default".into(),
+            caller_id_name: "alice".into(),
+            caller_id_number: "alice".into(),
+            directory_vars: Vec::new(),
+        };
+        let mut out = Vec::new();
+        let mut ch = Channel::sofia_routing(&ctx(), &mut out, call, 1);
+        out.clear();
+        ch.execute_conference(&ctx(), &mut out, "conf*room1", "room1@default".into());
+        (ch, out)
+    }
+
+    #[test]
+    fn negotiated_audio_codecs() {
+        let opus = AudioCodec::negotiated(
+            "111",
+            "opus/48000/2",
+            Some("minptime=10;useinbandfec=1"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(opus.codec, OPUS);
+        assert_eq!((opus.pt, opus.ptime, opus.channels), (111, 20, 1));
+        assert_eq!(opus.last_codec_string(), "opus@48000h@20i@1c");
+        let stereo = AudioCodec::negotiated("111", "opus/48000/2", Some("stereo=1"), None).unwrap();
+        assert_eq!(stereo.channels, 2);
+        let pcmu = AudioCodec::negotiated("0", "PCMU/8000", None, Some(30)).unwrap();
+        assert_eq!(pcmu.codec, PCMU);
+        assert_eq!(pcmu.last_codec_string(), "PCMU@8000h@30i@1c");
+        assert_eq!(AudioCodec::pcma().last_codec_string(), "PCMA@8000h@20i@1c");
+        assert_eq!(AudioCodec::negotiated("9", "G722/8000", None, None), None);
+    }
+
+    #[test]
+    fn the_channel_reports_the_negotiated_codec() {
+        let opus = AudioCodec::negotiated(
+            "111",
+            "opus/48000/2",
+            Some("minptime=10;useinbandfec=1"),
+            None,
+        )
+        .unwrap();
+        let (ch, out) = answered(opus);
+        assert_eq!(ch.read_codec, Some(OPUS));
+        assert_eq!(ch.write_codec, Some(OPUS));
+        let v = |n: &str| ch.vars.get(n).map(str::to_owned);
+        assert_eq!(v("rtp_use_codec_name").as_deref(), Some("opus"));
+        assert_eq!(
+            v("rtp_use_codec_fmtp").as_deref(),
+            Some("minptime=10;useinbandfec=1")
+        );
+        assert_eq!(v("rtp_use_codec_rate").as_deref(), Some("48000"));
+        assert_eq!(v("rtp_use_codec_ptime").as_deref(), Some("20"));
+        assert_eq!(v("rtp_use_codec_channels").as_deref(), Some("1"));
+        assert_eq!(
+            v("rtp_last_audio_codec_string").as_deref(),
+            Some("opus@48000h@20i@1c")
+        );
+        for name in ["read_codec", "original_read_codec", "write_codec"] {
+            assert_eq!(v(name).as_deref(), Some("opus"), "{name}");
+        }
+        for name in ["read_rate", "original_read_rate", "write_rate"] {
+            assert_eq!(v(name).as_deref(), Some("48000"), "{name}");
+        }
+        assert_eq!(v("rtp_audio_recv_pt").as_deref(), Some("111"));
+        assert_eq!(v("rtp_use_pt").as_deref(), Some("111"));
+        assert!(
+            v("rtp_local_sdp_str")
+                .unwrap()
+                .starts_with("v=0\r\no=FreeSWITCH 1000 1001")
+        );
+        let codec = out
+            .iter()
+            .find(|e| e.get("Event-Name") == Some("CODEC"))
+            .unwrap();
+        assert_eq!(codec.get("channel-read-codec-name"), Some("opus"));
+        assert_eq!(codec.get("channel-read-codec-rate"), Some("48000"));
+        assert_eq!(codec.get("channel-read-codec-bit-rate"), Some("0"));
+        let answer = out
+            .iter()
+            .find(|e| e.get("Event-Name") == Some("CHANNEL_ANSWER"))
+            .unwrap();
+        assert_eq!(answer.get("Channel-Read-Codec-Name"), Some("opus"));
+        assert_eq!(answer.get("Channel-Write-Codec-Rate"), Some("48000"));
+    }
+
+    #[test]
+    fn a_pcma_leg_keeps_the_captured_values() {
+        let (ch, _) = answered(AudioCodec::pcma());
+        assert_eq!(ch.read_codec, Some(PCMA));
+        assert_eq!(ch.vars.get("rtp_use_codec_fmtp"), None);
+        assert_eq!(
+            ch.vars.get("rtp_last_audio_codec_string"),
+            Some("PCMA@8000h@20i@1c")
+        );
+        assert_eq!(ch.vars.get("rtp_use_pt"), Some("8"));
+    }
 
     #[test]
     fn vars_move_to_the_end_when_set_again() {

@@ -431,6 +431,10 @@ impl SimNode {
                 listener,
                 shared.stop.subscribe(),
             ));
+            tokio::spawn(crate::sip::ws::registration_expiry_loop(
+                Arc::downgrade(&shared),
+                shared.stop.subscribe(),
+            ));
         }
         tokio::spawn(heartbeat_loop(Arc::downgrade(&shared)));
         tracing::debug!(node = %shared.cfg.name, %esl_addr, "fsim node started");
@@ -441,6 +445,11 @@ impl SimNode {
 
     fn shared(&self) -> &Arc<Shared> {
         &self.handle.shared
+    }
+
+    #[cfg(test)]
+    pub(crate) fn shared_for_tests(&self) -> &Arc<Shared> {
+        self.shared()
     }
 
     /// The switchname.
@@ -515,6 +524,7 @@ impl SimNode {
             transport: ua.transport.clone(),
             user_agent: ua.user_agent.clone(),
             expires_at: SystemTime::now() + Duration::from_secs(300),
+            ws: None,
         };
         record_registration(shared, reg, &auth);
         Ok(())
@@ -596,6 +606,8 @@ impl SimNode {
             sip_ip: shared.cfg.sip_ip.clone(),
             sip_port: shared.cfg.sip_port,
             profile: shared.cfg.sip_profile.clone(),
+            audio: crate::channel::AudioCodec::pcma(),
+            local_sdp: None,
         };
         let sip_call = sip_call(leg, conference, &auth);
         shared.transact(|tx| {
@@ -815,64 +827,14 @@ fn register_events(
     reg: &Registration,
     auth: &AuthorizedUser,
 ) -> Vec<Event> {
-    let transport = reg.transport.to_ascii_uppercase();
-    let contact = if reg.transport.eq_ignore_ascii_case("udp") {
-        format!(
-            "\"\" <sip:{}@{}:{};transport={transport}>",
-            reg.user, reg.contact_ip, reg.contact_port
-        )
-    } else {
-        format!(
-            "\"\" <sip:{}@{}:{};transport={}>",
-            reg.user,
-            reg.contact_ip,
-            reg.contact_port,
-            reg.transport.to_ascii_lowercase()
-        )
-    };
     let origin = |line| at("sofia_reg.c", "sofia_reg_handle_register_token", line);
-    let common = |b: &mut crate::events::EventBuilder, presence_hosts: bool| {
-        b.add("profile-name", &cfg.sip_profile);
-        b.add("from-user", &reg.user);
-        b.add("from-host", &reg.realm);
-        if presence_hosts {
-            b.add("presence-hosts", &format!("{0},{0}", reg.realm));
-        }
-        b.add("contact", &contact);
-        b.add("call-id", &reg.call_id);
-        b.add("rpid", "unknown");
-        b.add("status", &format!("Registered({transport})"));
-        b.add("expires", "300");
-        b.add("to-user", &reg.user);
-        b.add("to-host", &reg.realm);
-        b.add("network-ip", &reg.contact_ip);
-        b.add_display("network-port", reg.contact_port);
-    };
-    let mut pre = ctx.custom("sofia::pre_register", origin(1810));
-    common(&mut pre, false);
-    pre.add("user-agent", &reg.user_agent);
-    // The directory request's REQUEST_PARAMS event takes a sequence number in between.
-    ctx.next_seq();
-    let mut attempt = ctx.custom("sofia::register_attempt", origin(1606));
-    common(&mut attempt, false);
-    attempt.add("username", &reg.user);
-    attempt.add("realm", &reg.realm);
-    attempt.add("user-agent", &reg.user_agent);
-    attempt.add("auth-result", "RENEWED");
+    let mut out = register_attempt_events(ctx, cfg, reg);
     let mut done = ctx.custom("sofia::register", origin(2059));
-    common(&mut done, true);
+    register_common(&mut done, cfg, reg, true);
     done.add("username", &reg.user);
     done.add("realm", &reg.realm);
     done.add("user-agent", &reg.user_agent);
-    done.add("sip_number_alias", &reg.user);
-    done.add("sip_auth_username", &reg.user);
-    done.add("sip_auth_realm", &reg.realm);
-    done.add("number_alias", &reg.user);
-    done.add("user_name", &reg.user);
-    done.add("domain_name", &reg.realm);
-    for (name, value) in &auth.variables {
-        done.add(name, value);
-    }
+    crate::sip::registrar::add_user_vars(&mut done, reg, auth);
     let mut query = ctx.event("MESSAGE_QUERY", origin(2168));
     query.add(
         "Message-Account",
@@ -880,7 +842,79 @@ fn register_events(
     );
     query.add("VM-Sofia-Profile", &cfg.sip_profile);
     query.add("VM-Call-ID", &reg.call_id);
-    vec![pre.build(), attempt.build(), done.build(), query.build()]
+    out.push(done.build());
+    out.push(query.build());
+    out
+}
+
+/// `sofia::pre_register` (the challenged REGISTER) and `sofia::register_attempt` (the
+/// authorized one) of `sofia_reg_handle_register_token`, for a REGISTER described by `reg`
+/// (an unregister has `exptime` 0).
+pub(crate) fn register_attempt_events(
+    ctx: &EventCtx,
+    cfg: &NodeConfig,
+    reg: &Registration,
+) -> Vec<Event> {
+    let origin = |line| at("sofia_reg.c", "sofia_reg_handle_register_token", line);
+    let mut pre = ctx.custom("sofia::pre_register", origin(1810));
+    register_common(&mut pre, cfg, reg, false);
+    pre.add("user-agent", &reg.user_agent);
+    // The directory request's REQUEST_PARAMS event takes a sequence number in between.
+    ctx.next_seq();
+    let mut attempt = ctx.custom("sofia::register_attempt", origin(1606));
+    register_common(&mut attempt, cfg, reg, false);
+    attempt.add("username", &reg.user);
+    attempt.add("realm", &reg.realm);
+    attempt.add("user-agent", &reg.user_agent);
+    attempt.add("auth-result", "RENEWED");
+    vec![pre.build(), attempt.build()]
+}
+
+/// The headers every `sofia::*register*` event of `sofia_reg_handle_register_token` starts
+/// with. A WS registration carries sofia's stored contact, `reg_desc` and `exptime`
+/// (`crate::sip::registrar`); the UDP ones keep the captured form.
+fn register_common(
+    b: &mut crate::events::EventBuilder,
+    cfg: &NodeConfig,
+    reg: &Registration,
+    presence_hosts: bool,
+) {
+    let transport = reg.transport.to_ascii_uppercase();
+    let (contact, status, expires) = match &reg.ws {
+        Some(ws) => (ws.contact.clone(), ws.status.clone(), ws.exptime),
+        None => {
+            let contact = if reg.transport.eq_ignore_ascii_case("udp") {
+                format!(
+                    "\"\" <sip:{}@{}:{};transport={transport}>",
+                    reg.user, reg.contact_ip, reg.contact_port
+                )
+            } else {
+                format!(
+                    "\"\" <sip:{}@{}:{};transport={}>",
+                    reg.user,
+                    reg.contact_ip,
+                    reg.contact_port,
+                    reg.transport.to_ascii_lowercase()
+                )
+            };
+            (contact, format!("Registered({transport})"), 300)
+        }
+    };
+    b.add("profile-name", &cfg.sip_profile);
+    b.add("from-user", &reg.user);
+    b.add("from-host", &reg.realm);
+    if presence_hosts {
+        b.add("presence-hosts", &format!("{0},{0}", reg.realm));
+    }
+    b.add("contact", &contact);
+    b.add("call-id", &reg.call_id);
+    b.add("rpid", "unknown");
+    b.add("status", &status);
+    b.add_display("expires", expires);
+    b.add("to-user", &reg.user);
+    b.add("to-host", &reg.realm);
+    b.add("network-ip", &reg.contact_ip);
+    b.add_display("network-port", reg.contact_port);
 }
 
 /// `Up-Time` / `status` wording: `0 years, 0 days, 1 hour, 2 minutes, ...`.

@@ -45,7 +45,23 @@ pub(crate) struct Registration {
     pub contact_port: u16,
     pub transport: String,
     pub user_agent: String,
+    /// REGISTER time + the granted expiry (sofia stores this + 60 s late margin).
     pub expires_at: SystemTime,
+    /// What sofia stores for a REGISTER over the SIP WebSocket; `None` for the UDP
+    /// registrations of `SimNode::register`, whose output is fixed by the captures.
+    pub ws: Option<WsBinding>,
+}
+
+/// sofia's view of a registration that came over the SIP WebSocket (always NAT for sofia;
+/// see `crate::sip::registrar`).
+#[derive(Clone, Debug)]
+pub(crate) struct WsBinding {
+    /// sofia's `contact_str`: `"" <sip:u@h.invalid;transport=ws;fs_nat=yes;fs_path=...>`.
+    pub contact: String,
+    /// sofia's `reg_desc`: `Registered(WS-NAT)` / `Registered(WSS-NAT)`.
+    pub status: String,
+    /// The granted `exptime` in seconds.
+    pub exptime: u64,
 }
 
 /// Session counters for `status` and HEARTBEAT.

@@ -340,8 +340,11 @@ impl Ua {
 
 async fn esl(node: &SimNode) -> esl_support::Collector {
     let mut c = Client::authed(node.esl_addr()).await;
-    c.command("event plain CHANNEL_HANGUP_COMPLETE CUSTOM conference::maintenance sofia::register")
-        .await;
+    c.command(
+        "event plain CHANNEL_ANSWER CHANNEL_HANGUP_COMPLETE CUSTOM conference::maintenance \
+         sofia::register sofia::unregister",
+    )
+    .await;
     c.collect()
 }
 
@@ -389,6 +392,14 @@ async fn register_call_join_and_bye() {
     let via = ok.headers.get("Via").unwrap();
     assert!(via.contains(";received=127.0.0.1;rport="), "{via}");
     assert_eq!(node.snapshot().registrations, ["alice@127.0.0.1"]);
+    let rport = via
+        .split(";rport=")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
     events
         .wait_for("sofia::register", |ev| {
             ev.iter().any(|e| {
@@ -396,6 +407,49 @@ async fn register_call_join_and_bye() {
             })
         })
         .await;
+    // sofia's view of a WS registration (sofia_reg_handle_register_token): NAT status, the
+    // client's contact plus fs_nat/fs_path with the real address (the test UA's Via says WSS).
+    let register = events
+        .events()
+        .into_iter()
+        .find(|e| e.subclass() == Some("sofia::register"))
+        .unwrap();
+    let contact = format!(
+        "\"\" <sip:k3f9a2@{h};transport=ws;fs_nat=yes;\
+         fs_path=sip%3Ak3f9a2%40127.0.0.1%3A{rport}%3Btransport%3Dwss>",
+        h = ua.host
+    );
+    assert_eq!(register.get("status"), Some("Registered(WSS-NAT)"));
+    // The plain event encoder passes fs_path's existing %XX escapes through (no double
+    // encoding), so an ESL client decodes them once more.
+    assert_eq!(
+        register.get("contact"),
+        Some(
+            format!(
+                "\"\" <sip:k3f9a2@{h};transport=ws;fs_nat=yes;\
+                 fs_path=sip:k3f9a2@127.0.0.1:{rport};transport=wss>",
+                h = ua.host
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(register.get("expires"), Some("600"));
+    assert_eq!(register.get("network-ip"), Some("127.0.0.1"));
+    assert_eq!(register.get("network-port"), Some(rport.as_str()));
+    let regs = node.api("show registrations");
+    assert!(
+        regs.contains(&format!(
+            ",sofia/internal/sip:k3f9a2@{};transport=ws;fs_nat=yes;fs_path=",
+            ua.host
+        )) && regs.contains(&format!(",127.0.0.1,{rport},udp,fs1,")),
+        "{regs}"
+    );
+    let status = node.api("sofia status profile internal reg");
+    assert!(
+        status.contains(&format!("Contact:    \t{contact}\n"))
+            && status.contains("Status:     \tRegistered(WSS-NAT)(unknown) EXP("),
+        "{status}"
+    );
 
     let answer = ua.call("room1").await;
     assert_eq!(answer.status, 200, "{answer:?}");
@@ -493,15 +547,98 @@ async fn register_call_join_and_bye() {
         "directory variables reach the channel"
     );
     assert_eq!(hangup.get("variable_switch_r_sdp"), Some(OFFER));
+    // The codec the SDP answer chose (opus for Chromium's offer), not SIPp's PCMA.
+    let answered = events
+        .events()
+        .into_iter()
+        .find(|e| e.event_name() == Some("CHANNEL_ANSWER") && e.unique_id() == Some(uuid.as_str()))
+        .unwrap();
+    assert_eq!(answered.get("Channel-Read-Codec-Name"), Some("opus"));
+    assert_eq!(answered.get("Channel-Read-Codec-Rate"), Some("48000"));
+    assert_eq!(answered.get("Channel-Write-Codec-Name"), Some("opus"));
+    for (name, value) in [
+        ("variable_rtp_use_codec_name", "opus"),
+        ("variable_rtp_use_codec_fmtp", "minptime=10;useinbandfec=1"),
+        ("variable_rtp_use_codec_rate", "48000"),
+        ("variable_rtp_use_codec_ptime", "20"),
+        ("variable_rtp_last_audio_codec_string", "opus@48000h@20i@1c"),
+        ("variable_read_codec", "opus"),
+        ("variable_original_read_codec", "opus"),
+        ("variable_write_codec", "opus"),
+        ("variable_write_rate", "48000"),
+        ("variable_rtp_use_pt", "111"),
+    ] {
+        assert_eq!(hangup.get(name), Some(value), "{name}");
+    }
+    assert_eq!(
+        hangup.get("variable_rtp_local_sdp_str"),
+        Some(String::from_utf8(answer.body.clone()).unwrap().as_str())
+    );
     assert_eq!(
         hangup.get("variable_sip_hangup_disposition"),
         Some("recv_bye")
     );
 
-    // Unregister.
+    // Unregister: sofia::unregister (expires 0) with the directory variables.
     let ok = ua.register(0).await;
     assert_eq!(ok.status, 200);
+    assert_eq!(ok.headers.get("Contact"), None);
     assert!(node.snapshot().registrations.is_empty());
+    events
+        .wait_for("sofia::unregister", |ev| {
+            ev.iter().any(|e| {
+                e.subclass() == Some("sofia::unregister")
+                    && e.get("expires") == Some("0")
+                    && e.get("username") == Some("alice")
+                    && e.get("contact")
+                        .is_some_and(|c| c.contains(";fs_nat=yes;fs_path="))
+                    && e.get("switchyard_user_id") == Some("alice")
+            })
+        })
+        .await;
+    // Unregistered: closing the socket now fires nothing more.
+    drop(ua);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let unregisters = events
+        .events()
+        .into_iter()
+        .filter(|e| e.subclass() == Some("sofia::unregister"))
+        .count();
+    assert_eq!(unregisters, 1);
+}
+
+#[tokio::test]
+async fn closing_the_socket_unregisters() {
+    let (node, _) = node().await;
+    let events = esl(&node).await;
+    let (mut ua, _) = connect(node.sip_ws_addr().unwrap(), "alice").await;
+    assert_eq!(ua.register(600).await.status, 200);
+    // A refresh on the same socket keeps one binding.
+    assert_eq!(ua.register(600).await.status, 200);
+    assert_eq!(node.snapshot().registrations, ["alice@127.0.0.1"]);
+    drop(ua);
+    events
+        .wait_for("sofia::unregister on socket close", |ev| {
+            ev.iter().any(|e| {
+                e.subclass() == Some("sofia::unregister")
+                    && e.get("reason") == Some("socket-disconnection")
+                    && e.get("from-user") == Some("alice")
+                    && e.get("call-id") == Some("reg-alice")
+            })
+        })
+        .await;
+    assert!(node.snapshot().registrations.is_empty());
+    assert!(
+        node.api("show registrations").ends_with("\n0 total.\n"),
+        "{}",
+        node.api("show registrations")
+    );
+    let unregisters = events
+        .events()
+        .into_iter()
+        .filter(|e| e.subclass() == Some("sofia::unregister"))
+        .count();
+    assert_eq!(unregisters, 1);
 }
 
 #[tokio::test]

@@ -191,6 +191,21 @@ pub struct Answer {
     pub sdp: String,
     /// `(kind, codec name)` of each accepted m-line.
     pub codecs: Vec<(String, String)>,
+    /// The first accepted audio m-line's codec: what the channel reads and writes.
+    pub audio: Option<AudioChoice>,
+}
+
+/// The audio codec an answer chose, as the offer described it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioChoice {
+    /// Payload type (`111`).
+    pub pt: String,
+    /// The rtpmap encoding (`opus/48000/2`, `PCMU/8000`).
+    pub encoding: String,
+    /// The offer's fmtp for that payload type (`minptime=10;useinbandfec=1`).
+    pub fmtp: Option<String>,
+    /// The m-line's `a=ptime`.
+    pub ptime: Option<u32>,
 }
 
 fn ip_kind(ip: &str) -> &'static str {
@@ -205,6 +220,7 @@ pub fn answer(offer: &Offer, local: &LocalMedia) -> Result<Answer, SdpError> {
     let mut body = String::new();
     let mut codecs = Vec::new();
     let mut accepted_mids = Vec::new();
+    let mut audio = None;
     for m in &offer.media {
         let choice = if m.port == 0 {
             None
@@ -282,6 +298,17 @@ pub fn answer(offer: &Offer, local: &LocalMedia) -> Result<Answer, SdpError> {
                 local.ice_ufrag, local.ice_pwd, local.fingerprint, local.ip, local.port
             );
         }
+        if m.kind == "audio" && audio.is_none() {
+            audio = Some(AudioChoice {
+                pt: pt.clone(),
+                encoding: encoding.clone(),
+                fmtp: m
+                    .attrs_named("fmtp")
+                    .find_map(|f| f.strip_prefix(&fmtp_prefix))
+                    .map(|f| f.trim().to_owned()),
+                ptime: m.attr("ptime").and_then(|p| p.trim().parse().ok()),
+            });
+        }
         codecs.push((
             m.kind.clone(),
             encoding.split('/').next().unwrap_or_default().to_owned(),
@@ -309,7 +336,7 @@ pub fn answer(offer: &Offer, local: &LocalMedia) -> Result<Answer, SdpError> {
         sdp.push_str("a=msid-semantic: WMS\r\n");
     }
     sdp.push_str(&body);
-    Ok(Answer { sdp, codecs })
+    Ok(Answer { sdp, codecs, audio })
 }
 
 #[cfg(test)]
@@ -433,6 +460,34 @@ a=sctp-port:5000\r\n";
                 .all(|b| b.len() == 2 && u8::from_str_radix(b, 16).is_ok())
         );
         assert!(sdp.ends_with("\r\n"));
+    }
+
+    #[test]
+    fn reports_the_audio_choice_with_the_offers_fmtp() {
+        let offer = Offer::parse(CHROME_OFFER).unwrap();
+        let a = answer(&offer, &local()).unwrap();
+        assert_eq!(
+            a.audio,
+            Some(AudioChoice {
+                pt: "111".into(),
+                encoding: "opus/48000/2".into(),
+                fmtp: Some("minptime=10;useinbandfec=1".into()),
+                ptime: None,
+            })
+        );
+        // Without opus: PCMU (static payload type, no rtpmap needed) and the m-line's ptime.
+        let pcmu =
+            "v=0\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0 8\r\na=ptime:30\r\n";
+        let a = answer(&Offer::parse(pcmu).unwrap(), &local()).unwrap();
+        assert_eq!(
+            a.audio,
+            Some(AudioChoice {
+                pt: "0".into(),
+                encoding: "PCMU/8000".into(),
+                fmtp: None,
+                ptime: Some(30),
+            })
+        );
     }
 
     #[test]

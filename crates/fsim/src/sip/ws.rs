@@ -13,9 +13,12 @@
 //! ends a call (conference kick, `uuid_kill`, `hupall`, a locked conference) the connection
 //! sends the BYE; closing the WebSocket hangs its calls up, like a browser tab closing.
 //!
+//! Registrations follow sofia's rules for a WS transport (`Registered(WS-NAT)`, an `fs_path`
+//! contact, `sofia::unregister` on `Expires: 0` and when the WebSocket closes, `sofia::expire`
+//! when a registration runs out); see [`super::registrar`].
+//!
 //! Not simulated: WSS (use a TLS proxy, as production does in front of `ws-binding`), SIP
-//! retransmissions and timers (WebSocket is reliable), session timers, PRACK/UPDATE/REFER,
-//! `sofia::unregister`/expire events, registrations bound to the connection.
+//! retransmissions and timers (WebSocket is reliable), session timers, PRACK/UPDATE/REFER.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -34,15 +37,17 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 use super::auth::{challenge, parse_credentials};
 use super::message::{self, Headers, Message, NameAddr, Request, Response, Uri, Via};
+use super::registrar::{self, SocketBinding};
 use super::sdp;
 use crate::bus::lock;
-use crate::channel::SipLeg;
+use crate::channel::{AudioCodec, SipLeg};
 use crate::dialplan::{self, Route};
 use crate::directory::{AuthorizedUser, DigestCredentials, SipRequestFacts};
 use crate::node::{
-    CallError, FREESWITCH_VERSION, Shared, Stop, random_token, record_registration, sip_call,
+    CallError, FREESWITCH_VERSION, Shared, Stop, random_token, record_registration,
+    register_attempt_events, sip_call,
 };
-use crate::ops::Registration;
+use crate::ops::{Registration, WsBinding};
 
 /// sofia's `nonce-ttl` default.
 const NONCE_TTL: Duration = Duration::from_secs(60);
@@ -78,6 +83,14 @@ struct HubInner {
     channels: HashMap<String, u64>,
     /// nonce → (issued, highest nc seen).
     nonces: HashMap<String, (Instant, u32)>,
+    /// sofia's `reg_nh_hash`: the socket binding of each WS registration, by
+    /// `call_id + network_ip + network_port`, with the connection it came over.
+    reg_bindings: HashMap<String, (u64, SocketBinding)>,
+}
+
+/// sofia's `reg_nh_hash` key (`sofia_reg_handle_register_token`, `sofia_reg_check_socket`).
+fn binding_key(call_id: &str, ip: &str, port: u16) -> String {
+    format!("{call_id}{ip}{port}")
 }
 
 /// Whether a nonce may be used with a given `nc`.
@@ -100,6 +113,44 @@ impl Hub {
         let mut h = lock(&self.inner);
         h.conns.remove(&id);
         h.channels.retain(|_, c| *c != id);
+    }
+
+    /// Binds a registration to its connection, unless its key is bound already (sofia binds
+    /// the first REGISTER's handle only).
+    fn bind_registration(&self, conn: u64, binding: SocketBinding) {
+        let key = binding_key(
+            &binding.call_id,
+            &binding.network.ip().to_string(),
+            binding.network.port(),
+        );
+        lock(&self.inner)
+            .reg_bindings
+            .entry(key)
+            .or_insert((conn, binding));
+    }
+
+    /// `sofia_reg_check_socket`: forgets a binding (unregister, expiry).
+    fn release_registration(&self, call_id: &str, ip: &str, port: u16) {
+        lock(&self.inner)
+            .reg_bindings
+            .remove(&binding_key(call_id, ip, port));
+    }
+
+    /// Removes and returns the bindings of a closed connection.
+    fn take_registrations(&self, conn: u64) -> Vec<SocketBinding> {
+        let mut h = lock(&self.inner);
+        let keys: Vec<String> = h
+            .reg_bindings
+            .iter()
+            .filter(|(_, (c, _))| *c == conn)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut out: Vec<SocketBinding> = keys
+            .iter()
+            .filter_map(|k| h.reg_bindings.remove(k).map(|(_, b)| b))
+            .collect();
+        out.sort_by(|a, b| a.call_id.cmp(&b.call_id));
+        out
     }
 
     fn attach(&self, uuid: &str, conn: u64) {
@@ -128,6 +179,7 @@ impl Hub {
         }
         h.channels.clear();
         h.nonces.clear();
+        h.reg_bindings.clear();
     }
 
     fn new_nonce(&self) -> String {
@@ -376,12 +428,17 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         dialogs: Mutex::new(HashMap::new()),
     });
     tracing::debug!(%peer, "sip-ws connection");
+    // The client (or the network) closed the socket, as opposed to a node restart/stop.
+    let mut peer_closed = false;
     loop {
         tokio::select! {
             frame = stream.next() => match frame {
                 Some(Ok(WsMessage::Text(t))) => on_bytes(&conn, t.as_bytes()),
                 Some(Ok(WsMessage::Binary(b))) => on_bytes(&conn, &b),
-                Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => {
+                    peer_closed = true;
+                    break;
+                }
                 Some(Ok(_)) => {}
             },
             notice = notices.recv() => match notice {
@@ -393,10 +450,70 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     }
     conn.shared.sip_ws.unregister_conn(id);
     hang_up_all(&conn);
+    let bindings = conn.shared.sip_ws.take_registrations(id);
+    if peer_closed {
+        close_registrations(&conn.shared, &bindings);
+    }
     let _ = conn.out.send(WsMessage::Close(None));
     drop(conn);
     let _ = writer.await;
     tracing::debug!(%peer, "sip-ws connection closed");
+}
+
+/// The WebSocket closed: sofia's `nua_i_media_error` handler (see [`super::registrar`])
+/// deletes each bound registration and fires PRESENCE_IN + `sofia::unregister`.
+fn close_registrations(shared: &Shared, bindings: &[SocketBinding]) {
+    for b in bindings {
+        shared.transact(|tx| {
+            tx.st.registrations.retain(|r| !registrar::bound_to(r, b));
+            tx.out
+                .extend(registrar::socket_close_events(&tx.ctx, tx.cfg, b));
+        });
+    }
+}
+
+/// sofia's profile worker: every `IREG_SECONDS`, [`expire_registrations`].
+pub(crate) async fn registration_expiry_loop(
+    shared: Weak<Shared>,
+    mut stop: watch::Receiver<Stop>,
+) {
+    let mut tick = tokio::time::interval(registrar::IREG_SECONDS);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let Some(s) = shared.upgrade() else {
+            return;
+        };
+        expire_registrations(&s, SystemTime::now());
+    }
+}
+
+/// `sofia_reg_check_expire`: deletes the WS registrations whose stored `expires` (+60 s late
+/// margin) is past `now`, each with `sofia::expire` and PRESENCE_IN, and drops their socket
+/// bindings. Returns how many expired. The UDP registrations of `SimNode::register` never
+/// expire (as before).
+pub(crate) fn expire_registrations(shared: &Shared, now: SystemTime) -> usize {
+    let expired = shared.transact(|tx| {
+        let (gone, keep): (Vec<Registration>, Vec<Registration>) =
+            std::mem::take(&mut tx.st.registrations)
+                .into_iter()
+                .partition(|r| registrar::is_expired(r, now));
+        tx.st.registrations = keep;
+        for r in &gone {
+            tx.out.extend(registrar::expire_events(&tx.ctx, tx.cfg, r));
+        }
+        gone
+    });
+    for r in &expired {
+        shared
+            .sip_ws
+            .release_registration(&r.call_id, &r.contact_ip, r.contact_port);
+    }
+    expired.len()
 }
 
 /// The connection is gone: its calls end as if the browser had sent BYE.
@@ -624,34 +741,23 @@ async fn on_register(conn: &Conn, req: Request) {
         return;
     }
     let contact_value = req.headers.get("Contact").unwrap_or_default().to_owned();
-    let contact = NameAddr::parse(&contact_value);
-    let expires = contact
-        .as_ref()
-        .and_then(|c| message::param(&c.params, "expires").and_then(|e| e.parse::<u64>().ok()))
-        .or_else(|| {
-            req.headers
-                .get("Expires")
-                .and_then(|e| e.trim().parse().ok())
-        })
-        .unwrap_or(3600);
+    let star = contact_value.trim() == "*";
+    let contact = NameAddr::parse(&contact_value).filter(|_| !star);
+    // sofia_reg_handle_register_token: the Expires header, else the Contact's parameter.
+    let expires = registrar::exptime(req.headers.get("Expires"), contact.as_ref());
     let via_transport = req
         .headers
         .list("Via")
         .first()
         .and_then(|v| Via::parse(v))
         .map_or_else(|| "ws".to_owned(), |v| v.transport.to_ascii_lowercase());
+    let wss = via_transport == "wss";
+    let to_display = req
+        .headers
+        .get("To")
+        .and_then(NameAddr::parse)
+        .and_then(|t| t.display);
     let realm = auth.domain.clone();
-    if expires == 0 || contact_value.trim() == "*" {
-        conn.shared.transact(|tx| {
-            tx.st
-                .registrations
-                .retain(|r| !(r.user == creds.username && r.realm == realm));
-        });
-        let mut extra = vec![("Date", http_date())];
-        extra.extend(common_headers());
-        conn.respond(&req, 200, "OK", Some(&random_token(13)), &extra);
-        return;
-    }
     let reg = Registration {
         user: creds.username.clone(),
         realm,
@@ -661,8 +767,28 @@ async fn on_register(conn: &Conn, req: Request) {
         transport: via_transport,
         user_agent: req.headers.get("User-Agent").unwrap_or_default().to_owned(),
         expires_at: SystemTime::now() + Duration::from_secs(expires),
+        ws: Some(WsBinding {
+            // What sofia writes for `Contact: *` was not determined: no contact header.
+            contact: contact
+                .as_ref()
+                .map(|c| registrar::contact_str(c, to_display.as_deref(), conn.peer, wss))
+                .unwrap_or_default(),
+            status: registrar::status(wss).to_owned(),
+            exptime: if star { 0 } else { expires },
+        }),
+    };
+    if expires == 0 || star {
+        unregister(conn, &req, &reg, &auth);
+        return;
+    }
+    let binding = SocketBinding {
+        call_id: reg.call_id.clone(),
+        user: reg.user.clone(),
+        realm: reg.realm.clone(),
+        network: conn.peer,
     };
     record_registration(&conn.shared, reg, &auth);
+    conn.shared.sip_ws.bind_registration(conn.id, binding);
     // The Contact as registered, with the granted expiry.
     let contact_out = match &contact {
         Some(c) => {
@@ -682,6 +808,35 @@ async fn on_register(conn: &Conn, req: Request) {
     let mut extra = vec![("Contact", contact_out), ("Date", http_date())];
     extra.extend(common_headers());
     conn.respond(&req, 200, "OK", Some(&random_token(13)), &extra);
+}
+
+/// An authorized REGISTER with `exptime` 0 (`sofia_reg_handle_register_token`):
+/// `register_attempt`, the socket binding dropped (`sofia_reg_check_socket`), PRESENCE_IN
+/// `Unregistered`, the user's registrations deleted, 200 OK without Contact, then
+/// `sofia::unregister`.
+fn unregister(conn: &Conn, req: &Request, reg: &Registration, auth: &AuthorizedUser) {
+    conn.shared
+        .sip_ws
+        .release_registration(&reg.call_id, &reg.contact_ip, reg.contact_port);
+    conn.shared.transact(|tx| {
+        tx.out.extend(register_attempt_events(&tx.ctx, tx.cfg, reg));
+        tx.out
+            .push(registrar::unregister_presence(&tx.ctx, tx.cfg, reg));
+        tx.st
+            .registrations
+            .retain(|r| !(r.user == reg.user && r.realm == reg.realm));
+    });
+    let mut extra = vec![("Date", http_date())];
+    extra.extend(common_headers());
+    conn.respond(req, 200, "OK", Some(&random_token(13)), &extra);
+    conn.shared.fire_with(|ctx, _| {
+        vec![registrar::unregister_event(
+            ctx,
+            &conn.shared.cfg,
+            reg,
+            auth,
+        )]
+    });
 }
 
 fn http_date() -> String {
@@ -785,6 +940,20 @@ async fn on_invite(conn: &Conn, req: Request) {
         let mut rng = rand::rng();
         (rng.random_range(8192..16384) * 2, rng.random())
     };
+    // The answer depends only on the offer and the node's side; computed now so the channel
+    // carries the codec it negotiates (sent after routing, as before).
+    let local = sdp::LocalMedia::random(
+        &conn.shared.cfg.sip_ip,
+        local_media_port,
+        crate::events::micros(SystemTime::now()) / 1_000_000,
+    );
+    let answer = sdp::answer(&offer, &local);
+    let audio = answer
+        .as_ref()
+        .ok()
+        .and_then(|a| a.audio.as_ref())
+        .and_then(|c| AudioCodec::negotiated(&c.pt, &c.encoding, c.fmtp.as_deref(), c.ptime))
+        .unwrap_or_else(AudioCodec::pcma);
     let leg = SipLeg {
         user: creds.username.clone(),
         domain: auth.domain.clone(),
@@ -813,12 +982,13 @@ async fn on_invite(conn: &Conn, req: Request) {
         rtp_port: offer.media.first().map_or(0, |m| m.port),
         local_media_port,
         ssrc,
-        sdp_session: crate::events::micros(SystemTime::now()) / 1_000_000,
+        sdp_session: local.session_id,
         sip_ip: conn.shared.cfg.sip_ip.clone(),
         sip_port: conn.ws_port(),
         profile: conn.shared.cfg.sip_profile.clone(),
+        audio,
+        local_sdp: answer.as_ref().ok().map(|a| a.sdp.clone()),
     };
-    let local = sdp::LocalMedia::random(&leg.sip_ip, leg.local_media_port, leg.sdp_session);
     let call = sip_call(leg, &destination, &auth);
     let admitted = conn.shared.transact(|tx| tx.admit_sofia_call(call));
     let uuid = match admitted {
@@ -879,7 +1049,7 @@ async fn on_invite(conn: &Conn, req: Request) {
             return;
         }
     };
-    let answer = match sdp::answer(&offer, &local) {
+    let answer = match answer {
         Ok(a) => a,
         Err(e) => {
             tracing::info!(error = %e, "sip-ws: no acceptable media");
@@ -1176,5 +1346,67 @@ mod param_tests {
             "\"<urn:uuid:0c8d1c5e-0000-4000-8000-000000000000>\""
         );
         assert_eq!(param_value_out("a\"b"), "\"a\\\"b\"");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::{NodeConfig, SimNode};
+
+    fn registration(user: &str, ws: bool, expires_at: SystemTime) -> Registration {
+        Registration {
+            user: user.into(),
+            realm: "127.0.0.1".into(),
+            call_id: format!("reg-{user}"),
+            contact_ip: "127.0.0.1".into(),
+            contact_port: 40000,
+            transport: if ws { "ws" } else { "udp" }.into(),
+            user_agent: "JsSIP 3.10.1".into(),
+            expires_at,
+            ws: ws.then(|| WsBinding {
+                contact: "\"\" <sip:k@h.invalid;transport=ws;fs_nat=yes;fs_path=x>".into(),
+                status: "Registered(WS-NAT)".into(),
+                exptime: 30,
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn expiry_removes_ws_registrations_after_the_late_margin_only() {
+        let node = SimNode::start(NodeConfig::new("fs1")).await.unwrap();
+        let shared = node.shared_for_tests();
+        let t0 = SystemTime::now();
+        shared.transact(|tx| {
+            tx.st.registrations.push(registration("ws", true, t0));
+            tx.st.registrations.push(registration("udp", false, t0));
+        });
+        shared.sip_ws.bind_registration(
+            7,
+            SocketBinding {
+                call_id: "reg-ws".into(),
+                user: "ws".into(),
+                realm: "127.0.0.1".into(),
+                network: "127.0.0.1:40000".parse().unwrap(),
+            },
+        );
+        // Stored `expires` = REGISTER + exptime + 60 s: not yet at +59 s.
+        assert_eq!(
+            expire_registrations(shared, t0 + Duration::from_secs(59)),
+            0
+        );
+        assert_eq!(
+            expire_registrations(shared, t0 + Duration::from_secs(60)),
+            1
+        );
+        let left: Vec<String> = lock(&shared.state)
+            .registrations
+            .iter()
+            .map(|r| r.user.clone())
+            .collect();
+        assert_eq!(left, ["udp"], "SimNode::register's UDP rows never expire");
+        // sofia_reg_del_callback → sofia_reg_check_socket: no socket-close event later.
+        assert!(shared.sip_ws.take_registrations(7).is_empty());
     }
 }
