@@ -16,6 +16,7 @@ use std::pin::pin;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tokio::time::{Instant, timeout_at};
 
@@ -53,6 +54,13 @@ pub async fn run(
         signal_token.cancel();
     };
     let router = http::router(AppState(Arc::clone(&app)));
+    // Without TCP_NODELAY, Nagle holds back a WebSocket frame written while an earlier one
+    // is unacknowledged: event channels then wait on the browser's delayed ACKs.
+    let listener = listener.tap_io(|stream| {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on an accepted connection");
+        }
+    });
     let server = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<std::net::SocketAddr>(),

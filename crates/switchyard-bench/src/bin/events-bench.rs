@@ -199,6 +199,9 @@ fn user_id(i: usize) -> String {
 // ---------------------------------------------------------------------------------------------
 // The reference server.
 
+/// Switchyard's `READ_BUFFER_BYTES` (crates/switchyard/src/http/events.rs).
+const REFERENCE_READ_BUFFER: usize = 4 * 1024;
+
 type Peers = Arc<Mutex<HashMap<u64, tokio::sync::mpsc::Sender<Message>>>>;
 
 async fn reference_server() -> anyhow::Result<()> {
@@ -224,7 +227,11 @@ async fn reference_server() -> anyhow::Result<()> {
 }
 
 async fn reference_connection(stream: TcpStream, id: u64, peers: &Peers) -> anyhow::Result<()> {
-    let mut ws = tokio_tungstenite::accept_async(stream).await?;
+    // The same read buffer as Switchyard's channels (tungstenite's default is 128 KiB), so
+    // that the memory ratio compares per-connection state, not buffer settings.
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(REFERENCE_READ_BUFFER);
+    let mut ws = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await?;
     loop {
         match ws.next().await {
             Some(Ok(Message::Text(_))) => break,
@@ -977,7 +984,7 @@ fn report(a: &Args, m: &Measured, start: &Machine, end: &Machine, total_secs: f6
          switchyard (release, SQLite, one fsim node, `[events]` defaults: 5 messages/s per channel \
          with bursts of 10, queue of 512 per channel, log filter `info` as JSON to a file) and the \
          reference (a tokio-tungstenite broadcast server inside the bench binary, one thread, \
-         same 512-frame queue per connection) on core {}; the load generator (one thread) and fsim \
+         same 512-frame queue and 4 KiB read buffer per connection) on core {}; the load generator (one thread) and fsim \
          on core {}. Both servers get the same client frames; Switchyard's delivered frames carry \
          `seq`, `from`, `message_id` and `at` on top, the reference forwards the client frame as \
          is. Ratios: rate sy/ref, CPU per frame and p99 ref/sy (1.00 = as fast as the \

@@ -146,6 +146,11 @@ pub(super) async fn presence_list(state: &AppState) -> Result<PresenceList, ApiE
     Ok(PresenceList { users })
 }
 
+/// Per-channel read buffer. tungstenite's default (128 KiB) dominated the memory of an idle
+/// channel; client frames are small (at most [`MAX_FRAME_BYTES`], usually ~100 bytes) and a
+/// larger one is still read, in several reads.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+
 #[utoipa::path(get, path = "/v1/events", tag = "events", description = "The browser event channel: a WebSocket (see docs/events.md). No API key: the first frame is `hello` with a session token.", responses((status = 101, description = "Switching to the WebSocket protocol"), (status = 426, description = "Not a WebSocket upgrade request", body = crate::http::Problem, content_type = "application/problem+json")))]
 pub(super) async fn events(
     State(state): State<AppState>,
@@ -157,6 +162,7 @@ pub(super) async fn events(
     }
     let app = state.0.clone();
     Ok(upgrade
+        .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
         .on_upgrade(move |socket| crate::browser::channel::serve(app, socket)))

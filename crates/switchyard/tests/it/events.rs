@@ -402,6 +402,13 @@ async fn invitation_call_chat_decline_end() {
         assert_eq!(message["from"], "bob");
         assert_eq!(message["id"], "m1");
     }
+    // The longest allowed text in 4-byte characters: an 8 KB frame, over the 4 KiB read buffer.
+    let widest = "👋".repeat(2000);
+    bob1.send(json!({"type": "message", "conference": "room", "text": widest, "id": "m-wide"}))
+        .await;
+    for channel in [&mut alice, &mut bob1, &mut bob2] {
+        assert_eq!(channel.next_of("message").await["text"], widest.as_str());
+    }
     let long = "я".repeat(2001);
     bob1.send(json!({"type": "message", "conference": "room", "text": long, "id": "m2"}))
         .await;
