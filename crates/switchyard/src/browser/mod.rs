@@ -151,6 +151,15 @@ impl Browser {
         }
     }
 
+    /// Drops `user` from the cached audience of `name`, remembered ones included: an uninvited
+    /// or declining user must not keep hearing of the conference.
+    fn forget(&self, name: &str, user: &str) {
+        if let Some(cached) = self.cache().get_mut(name) {
+            cached.users.remove(user);
+            cached.known.remove(user);
+        }
+    }
+
     /// Whether `user` is invited to `name` or is a member of it: who may send it messages.
     pub async fn in_audience(
         &self,
@@ -283,6 +292,9 @@ async fn route_one(
                 let audience = browser.audience(app, name, None, true).await?;
                 browser.publish(audience, &answer).await?;
             }
+            if *reason != CancelReason::Answered {
+                browser.forget(name, user_id);
+            }
         }
         Event::Live { change } => match change {
             Change::MemberJoined { member, .. } => {
@@ -373,7 +385,10 @@ async fn member_audience(
         .await?;
     if let Some(user) = &member.user_id {
         audience.insert(user.clone());
-        app.browser.hear(&member.conference, user);
+        // One who leaves is told, not remembered (an uninvited user was just forgotten).
+        if !remember {
+            app.browser.hear(&member.conference, user);
+        }
     }
     Ok(audience)
 }

@@ -86,6 +86,17 @@ impl Channel {
         }
     }
 
+    /// The JSON frames that arrive within `wait` (none expected).
+    async fn pending(&mut self, wait: Duration) -> Vec<Value> {
+        let mut frames = Vec::new();
+        while let Ok(Some(Ok(message))) = tokio::time::timeout(wait, self.ws.next()).await {
+            if let Message::Text(text) = message {
+                frames.push(serde_json::from_str(&text).expect("JSON frame"));
+            }
+        }
+        frames
+    }
+
     /// Reads until the server closes; the close code.
     async fn closed(&mut self) -> u16 {
         loop {
@@ -472,6 +483,71 @@ async fn invitation_call_chat_decline_end() {
     assert!(response.status().is_success());
     assert_eq!(bob2.next_of("ended").await["reason"], "ended");
     assert_eq!(alice.next_of("ended").await["conference"], "room");
+    // Carol declined: the conference's later news is none of her business.
+    let after_decline = carol.pending(Duration::from_millis(300)).await;
+    assert!(after_decline.is_empty(), "{after_decline:?}");
+    app.stop().await.expect("stop");
+}
+
+/// An uninvited user hears of their own removal, then nothing more of the conference: not
+/// the others' leaving, not its end.
+#[tokio::test]
+async fn uninvited_users_stop_hearing_the_conference() {
+    let app = TestApp::spawn_configured(None, pool_config).await;
+    let sim = sim_node(&app, "fs-a").await;
+    add_node(&app, "fs-a", &sim, json!({})).await;
+    wait_state(&app, "fs-a", NodeState::Up).await;
+    for user in ["ann", "dan"] {
+        put_user(&app, user, user, true).await;
+    }
+    let (mut ann, _) = Channel::hello(&app, &token(&app, "ann").await, None).await;
+    let (mut dan, _) = Channel::hello(&app, &token(&app, "dan").await, None).await;
+    invite(&app, "r", "ann", "x").await;
+    invite(&app, "r", "dan", "x").await;
+    let sip = |v: &Value, k: &str| v["sip"][k].as_str().expect("sip field").to_owned();
+    for channel in [&mut ann, &mut dan] {
+        let invited = channel.next_of("invited").await;
+        sim.call(
+            &sip(&invited, "username"),
+            &sip(&invited, "password"),
+            "r",
+            "default",
+        )
+        .await
+        .expect("joins");
+    }
+    for _ in 0..2 {
+        dan.next_of("member_joined").await;
+    }
+
+    let response = client()
+        .delete(app.url("/v1/conferences/r/invitations/dan"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .expect("DELETE invitation");
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    // (Joining already stopped the ringing: `answered` first.)
+    while dan.next_of("invitation_cancelled").await["reason"] != "cancelled" {}
+    let left = ann.next_of("member_left").await;
+    assert_eq!(
+        (left["member"]["user_id"].as_str(), left["reason"].as_str()),
+        (Some("dan"), Some("uninvited"))
+    );
+    // Dan hears his own leave, as a member; then nothing.
+    let own = dan.next_of("member_left").await;
+    assert_eq!(own["member"]["user_id"], "dan");
+
+    let response = client()
+        .delete(app.url("/v1/conferences/r"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .expect("DELETE conference");
+    assert!(response.status().is_success());
+    assert_eq!(ann.next_of("ended").await["conference"], "r");
+    let after = dan.pending(Duration::from_millis(300)).await;
+    assert!(after.is_empty(), "{after:?}");
     app.stop().await.expect("stop");
 }
 
