@@ -1,7 +1,8 @@
 //! Demo mode (`[demo] enabled`): the demo page (`demo.web_root` at `/demo/`) and a stand-in for
 //! a customer's web backend at `/demo/api/*`, so that `just demo` needs nothing else. It has no
 //! authentication at all — anyone who reaches it can act as any user — so it answers loopback
-//! clients only unless `demo.allow_remote` is set, and it is off by default.
+//! clients only (and not what a proxy forwarded) unless `demo.allow_remote` is set, and it is
+//! off by default.
 
 use std::net::SocketAddr;
 
@@ -56,10 +57,24 @@ async fn loopback_only(
     request: Request,
     next: Next,
 ) -> Response {
-    if !state.config.demo.allow_remote && !peer.ip().is_loopback() {
+    if !state.config.demo.allow_remote && (!peer.ip().is_loopback() || forwarded(request.headers()))
+    {
         return ApiError::DemoRemote.into_response();
     }
     next.run(request).await
+}
+
+/// Whether a proxy forwarded the request: behind a reverse proxy on the same host every peer
+/// is loopback, so a request that says it was forwarded is not trusted as local.
+fn forwarded(headers: &HeaderMap) -> bool {
+    [
+        "forwarded",
+        "x-forwarded-for",
+        "x-real-ip",
+        "x-forwarded-host",
+    ]
+    .iter()
+    .any(|name| headers.contains_key(*name))
 }
 
 #[derive(Debug, Deserialize)]
@@ -188,6 +203,9 @@ async fn expired_token(
 ) -> Result<Json<LoginResult>, ApiError> {
     let Login { user_id } = json_body(body)?;
     checked_user(&user_id)?;
+    if state.store.get_user(&user_id).await?.is_none() {
+        return Err(ApiError::UserNotFound);
+    }
     let token = crate::browser::new_token();
     let expires_at = Utc::now() - chrono::Duration::minutes(1);
     state

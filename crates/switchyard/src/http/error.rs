@@ -95,7 +95,10 @@ pub enum ApiError {
     #[error("browser events are unavailable: {0}")]
     EventsUnavailable(String),
     /// The demo backend answers loopback clients only (`demo.allow_remote`).
-    #[error("the demo backend answers loopback clients only")]
+    #[error(
+        "the demo backend answers loopback clients only, not requests forwarded by a proxy \
+         (demo.allow_remote)"
+    )]
     DemoRemote,
     /// Anything unexpected; the cause is logged, the client only sees `internal`.
     #[error(transparent)]

@@ -15,6 +15,7 @@
 mod binary;
 mod check_config;
 mod conferences;
+mod demo;
 mod directory;
 mod events;
 mod freeswitch_conf;
