@@ -1,6 +1,7 @@
 //! Hourly clean-up of rows that only grow: expired SIP credentials (one per browser tab per
-//! invitation) and expired session tokens. Issuing a new credential or token already drops the
-//! user's expired ones; this catches the users who never come back.
+//! invitation) and expired session tokens (issuing a new credential or token already drops the
+//! user's expired ones; this catches the users who never come back), and, with
+//! `conferences.history_retention_days`, old history.
 //!
 //! Every replica runs it; the deletes are idempotent, so replicas racing each other is harmless.
 
@@ -22,9 +23,10 @@ pub fn expired_token_memory() -> chrono::Duration {
 pub fn start(app: &App) {
     let store = app.store.clone();
     let shutdown = app.shutdown.clone();
+    let retention_days = app.config.conferences.history_retention_days;
     app.tasks.spawn(async move {
         loop {
-            run_once(&store).await;
+            run_once(&store, retention_days).await;
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(INTERVAL) => {}
@@ -33,9 +35,27 @@ pub fn start(app: &App) {
     });
 }
 
-/// One pass; failures are logged and retried at the next pass.
-pub async fn run_once(store: &crate::store::Store) {
+/// One pass (`retention_days` 0: history is kept); failures are logged and retried at the
+/// next pass.
+pub async fn run_once(store: &crate::store::Store, retention_days: u32) {
     let now = Utc::now();
+    if retention_days > 0 {
+        let before = now - chrono::Duration::days(i64::from(retention_days));
+        match store.purge_history(before).await {
+            Ok(purged) if purged == crate::store::PurgedHistory::default() => {}
+            Ok(purged) => tracing::info!(
+                conferences = purged.conferences,
+                stays = purged.stays,
+                recordings = purged.recordings,
+                retention_days,
+                "old history deleted"
+            ),
+            Err(e) => tracing::warn!(
+                error = %crate::error_chain(&e),
+                "cannot delete old history"
+            ),
+        }
+    }
     match store.purge_expired_sip_credentials(now).await {
         Ok(0) => {}
         Ok(deleted) => tracing::info!(deleted, "expired SIP credentials deleted"),

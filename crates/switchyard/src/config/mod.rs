@@ -173,6 +173,9 @@ pub struct ConferencesConfig {
     pub video_profile: String,
     /// Where recordings go on the nodes: `<dir>/<name>/<name>-<UTC time>.<wav|mp4>`.
     pub recordings_dir: String,
+    /// Ended conferences, member stays and recording rows older than this many days are
+    /// deleted (hourly); 0 keeps them forever. Recording files on the nodes are not touched.
+    pub history_retention_days: u32,
 }
 
 impl Default for ConferencesConfig {
@@ -181,6 +184,7 @@ impl Default for ConferencesConfig {
             audio_profile: "audio".to_owned(),
             video_profile: "video".to_owned(),
             recordings_dir: "/var/lib/freeswitch/recordings".to_owned(),
+            history_retention_days: 0,
         }
     }
 }

@@ -271,3 +271,55 @@ mod tests {
         }
     }
 }
+
+/// What [`Store::purge_history`] deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PurgedHistory {
+    pub conferences: u64,
+    pub stays: u64,
+    pub recordings: u64,
+}
+
+impl Store {
+    /// Deletes ended conferences, finished stays and stopped recordings (the rows, not the
+    /// files on the nodes) that ended before `before`. Live rows are never touched.
+    pub async fn purge_history(&self, before: DateTime<Utc>) -> Result<PurgedHistory, StoreError> {
+        // (table, end column); SQLite keeps timestamps as text, `julianday` reads it as a time.
+        const TABLES: [(&str, &str); 3] = [
+            ("conferences", "ended_at"),
+            ("member_stays", "left_at"),
+            ("recordings", "stopped_at"),
+        ];
+        let mut deleted = [0u64; 3];
+        for ((table, column), count) in TABLES.iter().zip(&mut deleted) {
+            *count = match self {
+                Self::Sqlite(pool) => {
+                    let sql = format!(
+                        "DELETE FROM {table} WHERE {column} IS NOT NULL \
+                         AND julianday({column}) < julianday(?1)"
+                    );
+                    sqlx::query(&sql)
+                        .bind(before)
+                        .execute(pool)
+                        .await?
+                        .rows_affected()
+                }
+                Self::Postgres(pool) => {
+                    let sql =
+                        format!("DELETE FROM {table} WHERE {column} IS NOT NULL AND {column} < $1");
+                    sqlx::query(&sql)
+                        .bind(before)
+                        .execute(pool)
+                        .await?
+                        .rows_affected()
+                }
+            };
+        }
+        let [conferences, stays, recordings] = deleted;
+        Ok(PurgedHistory {
+            conferences,
+            stays,
+            recordings,
+        })
+    }
+}

@@ -46,7 +46,7 @@ pub use conferences::{
     NodeConferenceCounts, Origin,
 };
 pub use credentials::{DirectoryEntry, NewSipCredential};
-pub use history::{ConferenceFilter, Cursor, MemberStay, NewStay, StayFilter};
+pub use history::{ConferenceFilter, Cursor, MemberStay, NewStay, PurgedHistory, StayFilter};
 pub use invitations::{Invitation, NewInvitation};
 pub use nodes::{NodeRecord, NodeSource, NodeSpec};
 pub use recordings::{Recording, recording_kind};

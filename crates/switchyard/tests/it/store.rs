@@ -664,7 +664,7 @@ async fn housekeeping_purges_expired_rows_of_every_user() {
                 .expect("token");
         }
 
-        switchyard::housekeeping::run_once(store).await;
+        switchyard::housekeeping::run_once(store, 0).await;
 
         for (username, kept) in [
             ("syold", false),
@@ -679,5 +679,117 @@ async fn housekeeping_purges_expired_rows_of_every_user() {
             let found = store.session_token_owner(hash).await.expect("query");
             assert_eq!(found.is_some(), kept, "{backend}: {hash}");
         }
+    }
+}
+
+/// With a retention, housekeeping deletes ended conferences, finished stays and stopped
+/// recordings older than it; live and recent rows stay; 0 keeps everything. Both backends.
+#[tokio::test]
+async fn history_older_than_the_retention_is_deleted() {
+    use chrono::{Duration as ChronoDuration, Utc};
+    use switchyard::store::{Claim, EndReason, NewConference, NewStay, Origin};
+
+    for db in test_dbs().await {
+        let store = &db.store;
+        let backend = db.backend();
+        let now = Utc::now();
+        let mut ids = Vec::new();
+        for name in ["old", "recent", "live"] {
+            let Claim::Claimed(c) = store
+                .claim_conference(&NewConference {
+                    name: name.to_owned(),
+                    node_id: "fs1".to_owned(),
+                    profile: "audio".to_owned(),
+                    labels: Default::default(),
+                    origin: Origin::Placed,
+                    options: Default::default(),
+                })
+                .await
+                .expect("claim")
+            else {
+                panic!("{backend}: {name} claimed");
+            };
+            ids.push(c.id);
+            store
+                .recording_started("fs1", name, &format!("/rec/{name}.wav"), None)
+                .await
+                .expect("recording");
+            let joined_at = now - ChronoDuration::days(40);
+            store
+                .open_stay(&NewStay {
+                    name,
+                    node_id: "fs1",
+                    member_id: 1,
+                    user_id: Some("alice"),
+                    caller_id_name: "Alice",
+                    joined_at,
+                })
+                .await
+                .expect("stay");
+        }
+        for (i, name) in ["old", "recent"].iter().enumerate() {
+            store
+                .end_conference(&ids[i], EndReason::Ended)
+                .await
+                .expect("end");
+            store
+                .recording_stopped("fs1", &format!("/rec/{name}.wav"), Some(1000))
+                .await
+                .expect("stop");
+            let left_at = if *name == "old" {
+                now - ChronoDuration::days(31)
+            } else {
+                now - ChronoDuration::days(29)
+            };
+            store
+                .close_stay("fs1", name, 1, "hangup", left_at)
+                .await
+                .expect("leave");
+        }
+        // Age the old conference and its recording as if they had ended 31 days ago.
+        let aged = now - ChronoDuration::days(31);
+        match store {
+            Store::Sqlite(pool) => {
+                for sql in [
+                    "UPDATE conferences SET ended_at = ?1 WHERE name = 'old'",
+                    "UPDATE recordings SET stopped_at = ?1 WHERE name = 'old'",
+                ] {
+                    sqlx::query(sql).bind(aged).execute(pool).await.expect(sql);
+                }
+            }
+            Store::Postgres(pool) => {
+                for sql in [
+                    "UPDATE conferences SET ended_at = $1 WHERE name = 'old'",
+                    "UPDATE recordings SET stopped_at = $1 WHERE name = 'old'",
+                ] {
+                    sqlx::query(sql).bind(aged).execute(pool).await.expect(sql);
+                }
+            }
+        }
+        let rows = |table: &str| format!("SELECT COUNT(*) FROM {table}");
+
+        switchyard::housekeeping::run_once(store, 0).await;
+        for table in ["conferences", "member_stays", "recordings"] {
+            assert_eq!(
+                count(store, &rows(table)).await,
+                3,
+                "{backend}: 0 keeps {table}"
+            );
+        }
+
+        switchyard::housekeeping::run_once(store, 30).await;
+        for table in ["conferences", "member_stays", "recordings"] {
+            let names = format!("{} WHERE name = 'old'", rows(table));
+            assert_eq!(
+                count(store, &names).await,
+                0,
+                "{backend}: old {table} deleted"
+            );
+            assert_eq!(count(store, &rows(table)).await, 2, "{backend}: {table}");
+        }
+        assert!(
+            store.live_conference("live").await.expect("live").is_some(),
+            "{backend}"
+        );
     }
 }
