@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use base64::Engine as _;
 use ipnet::IpNet;
-use secrecy::ExposeSecret as _;
+use secrecy::{ExposeSecret as _, SecretString};
 use sha2::{Digest as _, Sha256};
 use subtle::{Choice, ConstantTimeEq as _};
 
@@ -98,12 +98,23 @@ pub enum NodeRefusal {
     BadCredentials,
 }
 
+/// Which configured password a node presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodePassword {
+    /// `freeswitch.password`.
+    Current,
+    /// `freeswitch.previous_password` (a rotation is under way).
+    Previous,
+}
+
 /// The `[freeswitch]` access rules, prepared.
 #[derive(Clone)]
 pub struct NodeAccess {
     allow_from: Vec<IpNet>,
     /// SHA-256 of `username:password`; `None` when no password is configured.
     credentials: Option<Digest>,
+    /// SHA-256 of `username:previous_password`, during a rotation.
+    previous: Option<Digest>,
 }
 
 impl std::fmt::Debug for NodeAccess {
@@ -111,6 +122,7 @@ impl std::fmt::Debug for NodeAccess {
         f.debug_struct("NodeAccess")
             .field("allow_from", &self.allow_from)
             .field("credentials_configured", &self.credentials.is_some())
+            .field("previous_configured", &self.previous.is_some())
             .finish()
     }
 }
@@ -124,15 +136,22 @@ impl NodeAccess {
                 .iter()
                 .filter_map(|c| c.parse().ok())
                 .collect(),
-            credentials: config
-                .password
+            credentials: config.password.as_ref().map(|p| user_password(config, p)),
+            // Only alongside a current password (config validation insists on it).
+            previous: config
+                .previous_password
                 .as_ref()
-                .map(|p| sha256(format!("{}:{}", config.username, p.expose_secret()).as_bytes())),
+                .filter(|_| config.password.is_some())
+                .map(|p| user_password(config, p)),
         }
     }
 
-    /// Checks the peer address first, then the `Authorization` header.
-    pub fn check(&self, peer: IpAddr, authorization: Option<&[u8]>) -> Result<(), NodeRefusal> {
+    /// Checks the peer address first, then the `Authorization` header; which password matched.
+    pub fn check(
+        &self,
+        peer: IpAddr,
+        authorization: Option<&[u8]>,
+    ) -> Result<NodePassword, NodeRefusal> {
         let peer = peer.to_canonical();
         if !self.allow_from.iter().any(|net| net.contains(&peer)) {
             return Err(NodeRefusal::AddressNotAllowed);
@@ -141,12 +160,22 @@ impl NodeAccess {
         let presented = authorization
             .and_then(basic_credentials)
             .ok_or(NodeRefusal::BadCredentials)?;
-        if bool::from(expected.ct_eq(&sha256(&presented))) {
-            Ok(())
-        } else {
-            Err(NodeRefusal::BadCredentials)
+        let presented = sha256(&presented);
+        // Both compared, in constant time, whichever matches.
+        let current = bool::from(expected.ct_eq(&presented));
+        let previous = self
+            .previous
+            .is_some_and(|previous| bool::from(previous.ct_eq(&presented)));
+        match (current, previous) {
+            (true, _) => Ok(NodePassword::Current),
+            (false, true) => Ok(NodePassword::Previous),
+            (false, false) => Err(NodeRefusal::BadCredentials),
         }
     }
+}
+
+fn user_password(config: &FreeswitchConfig, password: &SecretString) -> Digest {
+    sha256(format!("{}:{}", config.username, password.expose_secret()).as_bytes())
 }
 
 /// `Basic <base64(user:pass)>` → the decoded `user:pass` bytes.
@@ -166,7 +195,7 @@ mod tests {
     use base64::Engine as _;
     use secrecy::SecretString;
 
-    use super::{ApiKeys, NodeAccess, NodeRefusal};
+    use super::{ApiKeys, NodeAccess, NodePassword, NodeRefusal};
     use crate::config::{ApiConfig, ApiKeyConfig, FreeswitchConfig, Scope};
 
     fn keys() -> ApiKeys {
@@ -229,9 +258,15 @@ mod tests {
             .parse()
             .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
         let good = basic("freeswitch:s3cret");
-        assert_eq!(access.check(local, Some(good.as_bytes())), Ok(()));
+        assert_eq!(
+            access.check(local, Some(good.as_bytes())),
+            Ok(NodePassword::Current)
+        );
         let mapped = "::ffff:127.0.0.1".parse().unwrap_or(local);
-        assert_eq!(access.check(mapped, Some(good.as_bytes())), Ok(()));
+        assert_eq!(
+            access.check(mapped, Some(good.as_bytes())),
+            Ok(NodePassword::Current)
+        );
         let remote = "192.0.2.9".parse().unwrap_or(local);
         assert_eq!(
             access.check(remote, Some(good.as_bytes())),
@@ -257,5 +292,43 @@ mod tests {
             Err(NodeRefusal::BadCredentials),
             "no password configured: nothing gets in"
         );
+    }
+
+    #[test]
+    fn previous_password_is_accepted_during_a_rotation() {
+        let basic = |up: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(up)
+            )
+        };
+        let local = std::net::Ipv4Addr::LOCALHOST.into();
+        let rotating = NodeAccess::from_config(&FreeswitchConfig {
+            password: Some(SecretString::from("new-one")),
+            previous_password: Some(SecretString::from("old-one")),
+            ..FreeswitchConfig::default()
+        });
+        for (presented, expected) in [
+            ("freeswitch:new-one", Ok(NodePassword::Current)),
+            ("freeswitch:old-one", Ok(NodePassword::Previous)),
+            ("freeswitch:other", Err(NodeRefusal::BadCredentials)),
+            ("other:old-one", Err(NodeRefusal::BadCredentials)),
+        ] {
+            assert_eq!(
+                rotating.check(local, Some(basic(presented).as_bytes())),
+                expected,
+                "{presented}"
+            );
+        }
+        // A previous password alone (refused by validation) lets nobody in.
+        let orphan = NodeAccess::from_config(&FreeswitchConfig {
+            previous_password: Some(SecretString::from("old-one")),
+            ..FreeswitchConfig::default()
+        });
+        assert_eq!(
+            orphan.check(local, Some(basic("freeswitch:old-one").as_bytes())),
+            Err(NodeRefusal::BadCredentials)
+        );
+        assert!(!format!("{rotating:?}").contains("old-one"));
     }
 }

@@ -210,6 +210,10 @@ pub struct FreeswitchConfig {
     /// HTTP basic auth password. Unset: every request is refused with 401.
     #[serde(serialize_with = "secret::serialize_opt_redacted")]
     pub password: Option<SecretString>,
+    /// Also accepted while nodes move to a new `password` (rotation without a gap); remove it
+    /// once no node uses it (the log says which node still does).
+    #[serde(serialize_with = "secret::serialize_opt_redacted")]
+    pub previous_password: Option<SecretString>,
     /// Node addresses allowed to call (CIDRs, e.g. `10.0.0.0/24`, `::1/128`); others get 403.
     pub allow_from: Vec<String>,
     /// Largest request body accepted (mod_xml_curl forms are about 1–2 KiB); larger get 413.
@@ -224,6 +228,7 @@ impl Default for FreeswitchConfig {
         Self {
             username: "freeswitch".to_owned(),
             password: None,
+            previous_password: None,
             allow_from: vec!["127.0.0.1/32".to_owned(), "::1/128".to_owned()],
             max_body_bytes: 64 * 1024,
             directory_cache_entries: 100_000,

@@ -596,6 +596,33 @@ fn conference_settings_are_checked() {
 }
 
 #[test]
+fn previous_freeswitch_password_needs_a_distinct_current_one() {
+    use secrecy::SecretString;
+    let secret = |s: &str| Some(SecretString::from(s));
+    for (password, previous, ok) in [
+        (secret("new"), secret("old"), true),
+        (None, secret("old"), false),
+        (secret("same"), secret("same"), false),
+        (secret("new"), secret(""), false),
+        (secret("new"), None, true),
+    ] {
+        let mut config = Config::default();
+        config.freeswitch.password = password;
+        config.freeswitch.previous_password = previous;
+        let keys: Vec<String> = config
+            .validate()
+            .err()
+            .map(|e| e.violations.into_iter().map(|v| v.key).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            !keys.contains(&"freeswitch.previous_password".to_owned()),
+            ok,
+            "{keys:?}"
+        );
+    }
+}
+
+#[test]
 fn every_problem_is_reported_at_once() {
     Jail::expect_with(|jail| {
         jail.create_file(

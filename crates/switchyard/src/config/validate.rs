@@ -231,6 +231,24 @@ pub(super) fn validate(config: &Config) -> Result<(), Invalid> {
             Err("must not be empty (leave it unset to refuse every request)".to_owned()),
         );
     }
+    if let Some(previous) = &fs.previous_password {
+        let problem = if previous.expose_secret().is_empty() {
+            Some("must not be empty (leave it unset when no rotation is under way)")
+        } else if fs.password.is_none() {
+            Some("needs freeswitch.password (the new one) as well")
+        } else if fs
+            .password
+            .as_ref()
+            .is_some_and(|p| p.expose_secret() == previous.expose_secret())
+        {
+            Some("is the same as freeswitch.password")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            c.check("freeswitch.previous_password", Err(problem.to_owned()));
+        }
+    }
     for (i, cidr) in fs.allow_from.iter().enumerate() {
         if cidr.parse::<ipnet::IpNet>().is_err() {
             c.check(

@@ -17,7 +17,7 @@ use chrono::Utc;
 
 use super::ApiError;
 use crate::app::AppState;
-use crate::auth::NodeRefusal;
+use crate::auth::{NodePassword, NodeRefusal};
 use crate::freeswitch::directory::{self, AnswerError};
 
 /// Allow-list and basic auth, before anything else happens.
@@ -32,7 +32,15 @@ pub(super) async fn node_guard(
         .get(AUTHORIZATION)
         .map(HeaderValue::as_bytes);
     match state.node_access.check(peer.ip(), authorization) {
-        Ok(()) => Ok(next.run(request).await),
+        Ok(NodePassword::Current) => Ok(next.run(request).await),
+        Ok(NodePassword::Previous) => {
+            // One line per request while a node lags behind a rotation: the operator's cue.
+            tracing::info!(
+                %peer,
+                "FreeSWITCH node authenticated with freeswitch.previous_password; move it to the new password"
+            );
+            Ok(next.run(request).await)
+        }
         Err(NodeRefusal::AddressNotAllowed) => {
             tracing::warn!(%peer, path = %request.uri().path(), "FreeSWITCH endpoint: address not allowed");
             Err(ApiError::NodeNotAllowed)

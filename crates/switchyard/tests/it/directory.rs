@@ -45,6 +45,32 @@ async fn document(app: &TestApp, body: impl Into<reqwest::Body>) -> String {
     response.text().await.expect("body")
 }
 
+/// During a rotation both passwords get in; nothing else does.
+#[tokio::test]
+async fn previous_password_is_accepted_during_a_rotation() {
+    let app = TestApp::spawn_configured(None, |config| {
+        configure(config);
+        config.freeswitch.password = Some(secrecy::SecretString::from("the-new-one"));
+        config.freeswitch.previous_password = Some(secrecy::SecretString::from(FS_PASSWORD));
+    })
+    .await;
+    for (password, status) in [
+        ("the-new-one", StatusCode::OK),
+        (FS_PASSWORD, StatusCode::OK),
+        ("the-third-one", StatusCode::UNAUTHORIZED),
+    ] {
+        let response = client()
+            .post(app.url("/freeswitch/directory"))
+            .basic_auth(FS_USER, Some(password))
+            .body(sip_auth("nobody"))
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(response.status(), status, "{password}");
+    }
+    app.stop().await.expect("clean shutdown");
+}
+
 #[tokio::test]
 async fn nodes_must_authenticate() {
     let app = TestApp::spawn_configured(None, configure).await;
