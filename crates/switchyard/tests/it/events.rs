@@ -551,6 +551,69 @@ async fn uninvited_users_stop_hearing_the_conference() {
     app.stop().await.expect("stop");
 }
 
+/// A browser that stops answering (no pong, no frame) is closed with 4008 after the idle limit
+/// (twice the heartbeat plus 10 s: 20 s with the shortest heartbeat validation allows, 5 s).
+/// Spoken over a raw socket: a WebSocket library would answer the pings.
+#[tokio::test]
+async fn silent_browsers_are_closed_with_heartbeat_timeout() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let app = TestApp::spawn_configured(None, |c| {
+        pool_config(c);
+        c.events.heartbeat_secs = 5;
+    })
+    .await;
+    put_user(&app, "sam", "sam", true).await;
+    let token = token(&app, "sam").await;
+    let mut socket = TcpStream::connect(app.addr).await.expect("connect");
+    let upgrade = format!(
+        "GET /v1/events HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        app.addr
+    );
+    socket.write_all(upgrade.as_bytes()).await.expect("upgrade");
+    let hello = json!({"type": "hello", "token": token}).to_string();
+    let mask = [0x12u8, 0x34, 0x56, 0x78];
+    let len = u8::try_from(hello.len()).expect("short hello");
+    assert!(len < 126);
+    let mut frame = vec![0x81, 0x80 | len];
+    frame.extend_from_slice(&mask);
+    frame.extend(hello.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    socket.write_all(&frame).await.expect("hello");
+
+    // Read (never answer) until the server closes the connection.
+    let mut received = Vec::new();
+    tokio::time::timeout(Duration::from_secs(40), socket.read_to_end(&mut received))
+        .await
+        .expect("closed within the idle limit")
+        .expect("read");
+    let body = received
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|at| &received[at + 4..])
+        .expect("101 response");
+    let mut frames = Vec::new();
+    let mut rest = body;
+    while rest.len() >= 2 {
+        let opcode = rest[0] & 0x0f;
+        let (len, header) = match rest[1] & 0x7f {
+            126 => (usize::from(u16::from_be_bytes([rest[2], rest[3]])), 4),
+            127 => panic!("no frame here is that long"),
+            n => (usize::from(n), 2),
+        };
+        frames.push((opcode, rest[header..header + len].to_vec()));
+        rest = &rest[header + len..];
+    }
+    let kinds: Vec<u8> = frames.iter().map(|(op, _)| *op).collect();
+    assert_eq!(kinds.first(), Some(&0x1), "welcome first: {kinds:?}");
+    assert!(kinds.contains(&0x9), "the server pinged: {kinds:?}");
+    let (opcode, close) = frames.last().expect("frames");
+    assert_eq!(*opcode, 0x8, "{kinds:?}");
+    assert_eq!(u16::from_be_bytes([close[0], close[1]]), 4008);
+    assert_eq!(&close[2..], b"heartbeat_timeout");
+    app.stop().await.expect("stop");
+}
+
 fn small_replay(config: &mut Config) {
     pool_config(config);
     config.events.replay_events = 3;
