@@ -1627,15 +1627,20 @@ mod tests {
         (ch, out)
     }
 
-    #[test]
-    fn negotiated_audio_codecs() {
-        let opus = AudioCodec::negotiated(
+    /// Opus as Chromium offers it.
+    fn chromium_opus() -> AudioCodec {
+        AudioCodec::negotiated(
             "111",
             "opus/48000/2",
             Some("minptime=10;useinbandfec=1"),
             None,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn negotiated_audio_codecs() {
+        let opus = chromium_opus();
         assert_eq!(opus.codec, OPUS);
         assert_eq!((opus.pt, opus.ptime, opus.channels), (111, 20, 1));
         assert_eq!(opus.last_codec_string(), "opus@48000h@20i@1c");
@@ -1650,13 +1655,7 @@ mod tests {
 
     #[test]
     fn the_channel_reports_the_negotiated_codec() {
-        let opus = AudioCodec::negotiated(
-            "111",
-            "opus/48000/2",
-            Some("minptime=10;useinbandfec=1"),
-            None,
-        )
-        .unwrap();
+        let opus = chromium_opus();
         let (ch, out) = answered(opus);
         assert_eq!(ch.read_codec, Some(OPUS));
         assert_eq!(ch.write_codec, Some(OPUS));

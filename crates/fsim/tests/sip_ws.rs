@@ -338,6 +338,15 @@ impl Ua {
     }
 }
 
+/// How many CUSTOM events of `subclass` arrived so far.
+fn count_subclass(events: &esl_support::Collector, subclass: &str) -> usize {
+    events
+        .events()
+        .into_iter()
+        .filter(|e| e.subclass() == Some(subclass))
+        .count()
+}
+
 async fn esl(node: &SimNode) -> esl_support::Collector {
     let mut c = Client::authed(node.esl_addr()).await;
     c.command(
@@ -599,12 +608,7 @@ async fn register_call_join_and_bye() {
     // Unregistered: closing the socket now fires nothing more.
     drop(ua);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let unregisters = events
-        .events()
-        .into_iter()
-        .filter(|e| e.subclass() == Some("sofia::unregister"))
-        .count();
-    assert_eq!(unregisters, 1);
+    assert_eq!(count_subclass(&events, "sofia::unregister"), 1);
 }
 
 #[tokio::test]
@@ -633,12 +637,7 @@ async fn closing_the_socket_unregisters() {
         "{}",
         node.api("show registrations")
     );
-    let unregisters = events
-        .events()
-        .into_iter()
-        .filter(|e| e.subclass() == Some("sofia::unregister"))
-        .count();
-    assert_eq!(unregisters, 1);
+    assert_eq!(count_subclass(&events, "sofia::unregister"), 1);
 }
 
 #[tokio::test]
