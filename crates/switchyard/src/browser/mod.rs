@@ -82,8 +82,10 @@ impl Browser {
     }
 
     /// Everyone invited to conference `name` or in it now (on `node`, when known). With
-    /// `remember`, also whoever was in it recently: for the news of an end, a leave or a
-    /// decline, whose invitations may be gone by the time it is routed.
+    /// `remember`, and once the conference has ended, also whoever was in it before the end:
+    /// the end deletes the invitations before its news is routed. While it runs, each read
+    /// starts afresh, so an uninvited or declining user drops out at the next read on every
+    /// replica.
     pub async fn audience(
         &self,
         app: &App,
@@ -110,9 +112,12 @@ impl Browser {
             .into_iter()
             .map(|i| i.user_id)
             .collect();
+        // Read after the invitations: an end marks the conference ended before it deletes
+        // them, so invitations gone because of an end are always seen together with the end.
+        let live = app.store.live_conference(name).await?;
         let node = match node {
             Some(node) => Some(node.to_owned()),
-            None => app.store.live_conference(name).await?.map(|c| c.node_id),
+            None => live.as_ref().map(|c| c.node_id.clone()),
         };
         if let Some(node) = node {
             users.extend(
@@ -125,7 +130,8 @@ impl Browser {
         }
         let mut cache = self.cache();
         let mut known = users.clone();
-        if let Some(previous) = cache.get(name)
+        if live.is_none()
+            && let Some(previous) = cache.get(name)
             && previous.read_at.elapsed() < AUDIENCE_MEMORY
         {
             known.extend(previous.known.iter().cloned());
@@ -289,10 +295,21 @@ async fn route_one(
                 CancelReason::Cancelled | CancelReason::Answered => None,
             };
             if let Some(answer) = answer {
-                let audience = browser.audience(app, name, None, true).await?;
+                let mut audience = browser.audience(app, name, None, true).await?;
+                // Their tabs were told above.
+                audience.remove(user_id);
                 browser.publish(audience, &answer).await?;
             }
-            if *reason != CancelReason::Answered {
+            // At once on this replica (other replicas drop them at their next read). A tab that
+            // declines while another tab of the same user is in the call changes nothing.
+            let still_member = matches!(reason, CancelReason::Declined | CancelReason::Busy)
+                && app
+                    .live
+                    .user_members(user_id)
+                    .await?
+                    .iter()
+                    .any(|m| m.conference == *name);
+            if *reason != CancelReason::Answered && !still_member {
                 browser.forget(name, user_id);
             }
         }
