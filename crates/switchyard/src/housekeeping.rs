@@ -1,4 +1,4 @@
-//! Hourly clean-up of rows that only grow: expired SIP credentials (one per browser tab per
+//! At startup and hourly, clean-up of rows that only grow: expired SIP credentials (one per browser tab per
 //! invitation) and expired session tokens (issuing a new credential or token already drops the
 //! user's expired ones; this catches the users who never come back), and, with
 //! `conferences.history_retention_days`, old history.
@@ -26,7 +26,11 @@ pub fn start(app: &App) {
     let retention_days = app.config.conferences.history_retention_days;
     app.tasks.spawn(async move {
         loop {
-            run_once(&store, retention_days).await;
+            // A slow database must not hold up shutdown.
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = run_once(&store, retention_days) => {}
+            }
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(INTERVAL) => {}
@@ -39,8 +43,12 @@ pub fn start(app: &App) {
 /// next pass.
 pub async fn run_once(store: &crate::store::Store, retention_days: u32) {
     let now = Utc::now();
-    if retention_days > 0 {
-        let before = now - chrono::Duration::days(i64::from(retention_days));
+    // Validation caps the retention far below chrono's range; `checked_` keeps a bad value
+    // from killing the task anyway.
+    let cutoff = (retention_days > 0)
+        .then(|| now.checked_sub_signed(chrono::Duration::days(i64::from(retention_days))))
+        .flatten();
+    if let Some(before) = cutoff {
         match store.purge_history(before).await {
             Ok(purged) if purged == crate::store::PurgedHistory::default() => {}
             Ok(purged) => tracing::info!(

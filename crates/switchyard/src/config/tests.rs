@@ -586,10 +586,15 @@ fn conference_settings_are_checked() {
     let mut config = Config::default();
     config.conferences.audio_profile = "bad profile".to_owned();
     config.conferences.recordings_dir = "relative/dir".to_owned();
+    config.conferences.history_retention_days = u32::MAX;
     let err = config.validate().expect_err("invalid");
     let keys: Vec<&str> = err.violations.iter().map(|v| v.key.as_str()).collect();
     assert!(keys.contains(&"conferences.audio_profile"), "{keys:?}");
     assert!(keys.contains(&"conferences.recordings_dir"), "{keys:?}");
+    assert!(
+        keys.contains(&"conferences.history_retention_days"),
+        "{keys:?}"
+    );
     let defaults = ConferencesConfig::default();
     assert_eq!(defaults.node_profile("video"), "video");
     assert_eq!(defaults.node_profile("default"), "default");

@@ -7,6 +7,9 @@ use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
 
+/// Upper bound of `conferences.history_retention_days`.
+const MAX_RETENTION_DAYS: u32 = 36_500;
+
 use secrecy::ExposeSecret;
 
 use super::Config;
@@ -210,6 +213,15 @@ pub(super) fn validate(config: &Config) -> Result<(), Invalid> {
                 "{:?} must match {}",
                 sip.user_context,
                 crate::ids::USER_ID_PATTERN
+            )),
+        );
+    }
+
+    if config.conferences.history_retention_days > MAX_RETENTION_DAYS {
+        c.check(
+            "conferences.history_retention_days",
+            Err(format!(
+                "must be at most {MAX_RETENTION_DAYS} (100 years); 0 keeps history forever"
             )),
         );
     }

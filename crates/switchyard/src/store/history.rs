@@ -282,7 +282,9 @@ pub struct PurgedHistory {
 
 impl Store {
     /// Deletes ended conferences, finished stays and stopped recordings (the rows, not the
-    /// files on the nodes) that ended before `before`. Live rows are never touched.
+    /// files on the nodes) that ended before `before`. Live rows are never touched. In
+    /// batches, so that the first purge of a large SQLite database does not hold its single
+    /// write lock for long.
     pub async fn purge_history(&self, before: DateTime<Utc>) -> Result<PurgedHistory, StoreError> {
         // (table, end column); SQLite keeps timestamps as text, `julianday` reads it as a time.
         const TABLES: [(&str, &str); 3] = [
@@ -290,30 +292,35 @@ impl Store {
             ("member_stays", "left_at"),
             ("recordings", "stopped_at"),
         ];
+        const BATCH: u64 = 1000;
         let mut deleted = [0u64; 3];
         for ((table, column), count) in TABLES.iter().zip(&mut deleted) {
-            *count = match self {
-                Self::Sqlite(pool) => {
-                    let sql = format!(
-                        "DELETE FROM {table} WHERE {column} IS NOT NULL \
-                         AND julianday({column}) < julianday(?1)"
-                    );
-                    sqlx::query(&sql)
+            let sqlite = format!(
+                "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {column} IS NOT NULL \
+                 AND julianday({column}) < julianday(?1) LIMIT {BATCH})"
+            );
+            let postgres = format!(
+                "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {column} IS NOT NULL \
+                 AND {column} < $1 LIMIT {BATCH})"
+            );
+            loop {
+                let batch = match self {
+                    Self::Sqlite(pool) => sqlx::query(&sqlite)
                         .bind(before)
                         .execute(pool)
                         .await?
-                        .rows_affected()
-                }
-                Self::Postgres(pool) => {
-                    let sql =
-                        format!("DELETE FROM {table} WHERE {column} IS NOT NULL AND {column} < $1");
-                    sqlx::query(&sql)
+                        .rows_affected(),
+                    Self::Postgres(pool) => sqlx::query(&postgres)
                         .bind(before)
                         .execute(pool)
                         .await?
-                        .rows_affected()
+                        .rows_affected(),
+                };
+                *count += batch;
+                if batch < BATCH {
+                    break;
                 }
-            };
+            }
         }
         let [conferences, stays, recordings] = deleted;
         Ok(PurgedHistory {
