@@ -5,7 +5,10 @@
 //! the first match, so timing says nothing about which key (or how much of it) matched.
 //! Nothing here logs or formats a secret; `Debug` shows key ids only.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use ipnet::IpNet;
@@ -115,7 +118,13 @@ pub struct NodeAccess {
     credentials: Option<Digest>,
     /// SHA-256 of `username:previous_password`, during a rotation.
     previous: Option<Digest>,
+    /// When each node was last logged as using the previous password (allow-listed peers
+    /// only, so bounded by the fleet).
+    previous_logged: Arc<Mutex<HashMap<IpAddr, Instant>>>,
 }
+
+/// A node still on the previous password is logged at most this often.
+const PREVIOUS_LOG_EVERY: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for NodeAccess {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -143,6 +152,23 @@ impl NodeAccess {
                 .as_ref()
                 .filter(|_| config.password.is_some())
                 .map(|p| user_password(config, p)),
+            previous_logged: Arc::default(),
+        }
+    }
+
+    /// Whether to log now that `peer` used the previous password (once a minute per node).
+    pub fn log_previous_use(&self, peer: IpAddr) -> bool {
+        let mut logged = self
+            .previous_logged
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        match logged.get(&peer) {
+            Some(at) if now.duration_since(*at) < PREVIOUS_LOG_EVERY => false,
+            _ => {
+                logged.insert(peer, now);
+                true
+            }
         }
     }
 

@@ -57,7 +57,8 @@ async fn loopback_only(
     request: Request,
     next: Next,
 ) -> Response {
-    if !state.config.demo.allow_remote && (!peer.ip().is_loopback() || forwarded(request.headers()))
+    if !state.config.demo.allow_remote
+        && (!peer.ip().to_canonical().is_loopback() || forwarded(request.headers()))
     {
         return ApiError::DemoRemote.into_response();
     }
@@ -69,9 +70,14 @@ async fn loopback_only(
 fn forwarded(headers: &HeaderMap) -> bool {
     [
         "forwarded",
+        "via",
         "x-forwarded-for",
-        "x-real-ip",
         "x-forwarded-host",
+        "x-forwarded-proto",
+        "x-real-ip",
+        "x-client-ip",
+        "true-client-ip",
+        "cf-connecting-ip",
     ]
     .iter()
     .any(|name| headers.contains_key(*name))

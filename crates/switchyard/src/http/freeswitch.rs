@@ -34,11 +34,13 @@ pub(super) async fn node_guard(
     match state.node_access.check(peer.ip(), authorization) {
         Ok(NodePassword::Current) => Ok(next.run(request).await),
         Ok(NodePassword::Previous) => {
-            // One line per request while a node lags behind a rotation: the operator's cue.
-            tracing::info!(
-                %peer,
-                "FreeSWITCH node authenticated with freeswitch.previous_password; move it to the new password"
-            );
+            // The operator's cue that a node lags behind a rotation (once a minute per node).
+            if state.node_access.log_previous_use(peer.ip()) {
+                tracing::info!(
+                    %peer,
+                    "FreeSWITCH node authenticated with freeswitch.previous_password; move it to the new password"
+                );
+            }
             Ok(next.run(request).await)
         }
         Err(NodeRefusal::AddressNotAllowed) => {

@@ -66,6 +66,7 @@ async fn demo_backend_is_loopback_only_and_checks_its_input() {
     for header in [
         "x-forwarded-for",
         "forwarded",
+        "via",
         "x-real-ip",
         "x-forwarded-host",
     ] {
