@@ -732,6 +732,66 @@ async fn replicas_share_events() {
     let (mut on_a, welcome) = Channel::hello(&a, &bob, Some(1)).await;
     assert_eq!(welcome["resumed"], true);
     assert_eq!(on_a.next().await["conference"], "shared2");
+
+    // Uninvited through the replica that does not own the node: the owner, which routes the
+    // members' news, stops telling dan within its 2 s audience refresh.
+    let owner_is_a = crate::pool::node(&a, "fs-a").await.owned_here;
+    let (owner, other) = if owner_is_a { (&a, &b) } else { (&b, &a) };
+    for user in ["ann", "dan"] {
+        put_user(&a, user, user, true).await;
+    }
+    let (mut ann, _) = Channel::hello(owner, &token(owner, "ann").await, None).await;
+    let (mut dan, _) = Channel::hello(other, &token(other, "dan").await, None).await;
+    let sip = |v: &Value, k: &str| v["sip"][k].as_str().expect("sip field").to_owned();
+    let mut ann_call = None;
+    for (user, channel) in [("ann", &mut ann), ("dan", &mut dan)] {
+        invite(other, "shared3", user, "x").await;
+        let invited = channel.next_of("invited").await;
+        let call = sim
+            .call(
+                &sip(&invited, "username"),
+                &sip(&invited, "password"),
+                "shared3",
+                "default",
+            )
+            .await
+            .expect("joins");
+        if user == "ann" {
+            ann_call = Some(call);
+        }
+    }
+    for _ in 0..2 {
+        dan.next_of("member_joined").await;
+    }
+    let response = client()
+        .delete(other.url("/v1/conferences/shared3/invitations/dan"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .expect("DELETE invitation");
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let left = ann.next_of("member_left").await;
+    assert_eq!(left["member"]["user_id"], "dan");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let ann_call = ann_call.expect("ann's call");
+    sim.start_talking(&ann_call.uuid).await.expect("talk");
+    assert_eq!(ann.next_of("talking").await["user_id"], "ann");
+    sim.hangup(&ann_call.uuid).await.expect("hang up");
+    assert_eq!(ann.next_of("member_left").await["member"]["user_id"], "ann");
+    let heard: Vec<Value> = dan
+        .pending(Duration::from_millis(500))
+        .await
+        .into_iter()
+        // His own news (answered on joining, cancelled, his leave) is all he may get.
+        .filter(|f| {
+            f["type"] != "invitation_cancelled"
+                && !(f["type"] == "member_left" && f["member"]["user_id"] == "dan")
+        })
+        .collect();
+    assert!(
+        heard.is_empty(),
+        "dan heard after his uninvitation: {heard:?}"
+    );
     a.stop().await.expect("stop a");
     b.stop().await.expect("stop b");
 }
