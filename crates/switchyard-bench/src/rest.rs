@@ -2,6 +2,7 @@
 //! for the setup steps (users, invitations, fsim's control port, polling `/v1/nodes`).
 
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
@@ -87,5 +88,40 @@ impl Client {
             body.chars().take(500).collect::<String>()
         );
         serde_json::from_str(&body).with_context(|| format!("{method} {path}: not JSON: {body}"))
+    }
+
+    /// `GET /v1/nodes`: the `nodes` array.
+    pub async fn nodes(&mut self) -> anyhow::Result<Vec<serde_json::Value>> {
+        let json = self.json("GET", "/v1/nodes", None, 200).await?;
+        json.get("nodes")
+            .and_then(|n| n.as_array())
+            .cloned()
+            .context("GET /v1/nodes without nodes")
+    }
+
+    /// Waits until `n` nodes are up and healthy with a HEARTBEAT (it brings the load figures
+    /// placement reads); returns how long that took. Fails after 60 s.
+    pub async fn wait_nodes_up(&mut self, n: usize) -> anyhow::Result<Duration> {
+        let start = Instant::now();
+        loop {
+            let list = self.nodes().await?;
+            let up = list
+                .iter()
+                .filter(|node| {
+                    node.get("state").and_then(|s| s.as_str()) == Some("up")
+                        && node.get("health").and_then(|s| s.as_str()) == Some("up")
+                        && node.get("last_heartbeat").is_some_and(|h| !h.is_null())
+                })
+                .count();
+            if up == n {
+                return Ok(start.elapsed());
+            }
+            anyhow::ensure!(
+                start.elapsed() < Duration::from_secs(60),
+                "only {up} of {n} nodes up after 60 s: {}",
+                serde_json::Value::Array(list)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }

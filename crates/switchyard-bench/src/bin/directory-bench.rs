@@ -38,7 +38,7 @@ use switchyard_bench::cli;
 use switchyard_bench::corpus::{self, DOMAIN, Expect, KnownUser};
 use switchyard_bench::http::Conn;
 use switchyard_bench::load::{self, Checker, Mode, Stats, Target};
-use switchyard_bench::servers::{self, API_KEY, Server};
+use switchyard_bench::servers::{self, API_KEY, Server, SwitchyardConfig};
 
 /// Targets of issue 3.
 const TARGET_KEEPALIVE_VS_NGINX: f64 = 0.5;
@@ -345,7 +345,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "seeded {} users + credentials through the store in {seed_secs:.1} s",
         args.users
     );
-    let sy = servers::start_switchyard(&switchyard_bin, dir.path(), args.server_cpu).await?;
+    let config = SwitchyardConfig::new("directory-bench", dir.path());
+    let sy =
+        servers::start_switchyard(&switchyard_bin, dir.path(), args.server_cpu, &config).await?;
     let t = Instant::now();
     users.extend(seed_rest(&sy, args.rest_users).await?);
     let rest_secs = t.elapsed().as_secs_f64();
