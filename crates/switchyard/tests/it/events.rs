@@ -126,6 +126,30 @@ async fn token(app: &TestApp, user: &str) -> String {
     body["token"].as_str().expect("token").to_owned()
 }
 
+/// Joins conference `name` on `sim` with the SIP credentials an `invited` event carried.
+async fn join_invited(
+    sim: &fsim::SimNode,
+    invited: &Value,
+    name: &str,
+    profile: &str,
+) -> fsim::Call {
+    let field = |k: &str| invited["sip"][k].as_str().expect("sip field").to_owned();
+    sim.call(&field("username"), &field("password"), name, profile)
+        .await
+        .expect("joins with the invited credentials")
+}
+
+/// `DELETE` with the admin key; the status.
+async fn delete(app: &TestApp, path: &str) -> StatusCode {
+    client()
+        .delete(app.url(path))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .expect("DELETE")
+        .status()
+}
+
 async fn invite(app: &TestApp, name: &str, user: &str, caller: &str) -> Value {
     let response = client()
         .post(app.url(&format!("/v1/conferences/{name}/invitations")))
@@ -369,25 +393,8 @@ async fn invitation_call_chat_decline_end() {
         .await;
     let cancelled = bob2.next_of("invitation_cancelled").await;
     assert_eq!(cancelled["reason"], "answered");
-    let sip = |v: &Value, k: &str| v["sip"][k].as_str().expect("sip field").to_owned();
-    let bob_call = sim
-        .call(
-            &sip(&b1, "username"),
-            &sip(&b1, "password"),
-            "room",
-            "video",
-        )
-        .await
-        .expect("bob joins with the invited credentials");
-    let alice_call = sim
-        .call(
-            &sip(&invited_alice, "username"),
-            &sip(&invited_alice, "password"),
-            "room",
-            "video",
-        )
-        .await
-        .expect("alice joins");
+    let bob_call = join_invited(&sim, &b1, "room", "video").await;
+    let alice_call = join_invited(&sim, &invited_alice, "room", "video").await;
     let joined = alice.next_of("member_joined").await;
     assert_eq!(joined["member"]["user_id"], "bob");
     assert_eq!(joined["conference"], "room");
@@ -474,13 +481,7 @@ async fn invitation_call_chat_decline_end() {
         (left["member"]["user_id"].as_str(), left["reason"].as_str()),
         (Some("alice"), Some("hangup"))
     );
-    let response = client()
-        .delete(app.url("/v1/conferences/room"))
-        .bearer_auth(ADMIN_KEY)
-        .send()
-        .await
-        .expect("DELETE");
-    assert!(response.status().is_success());
+    assert!(delete(&app, "/v1/conferences/room").await.is_success());
     assert_eq!(bob2.next_of("ended").await["reason"], "ended");
     assert_eq!(alice.next_of("ended").await["conference"], "room");
     // Carol declined: the conference's later news is none of her business.
@@ -504,29 +505,18 @@ async fn uninvited_users_stop_hearing_the_conference() {
     let (mut dan, _) = Channel::hello(&app, &token(&app, "dan").await, None).await;
     invite(&app, "r", "ann", "x").await;
     invite(&app, "r", "dan", "x").await;
-    let sip = |v: &Value, k: &str| v["sip"][k].as_str().expect("sip field").to_owned();
     for channel in [&mut ann, &mut dan] {
         let invited = channel.next_of("invited").await;
-        sim.call(
-            &sip(&invited, "username"),
-            &sip(&invited, "password"),
-            "r",
-            "default",
-        )
-        .await
-        .expect("joins");
+        join_invited(&sim, &invited, "r", "default").await;
     }
     for _ in 0..2 {
         dan.next_of("member_joined").await;
     }
 
-    let response = client()
-        .delete(app.url("/v1/conferences/r/invitations/dan"))
-        .bearer_auth(ADMIN_KEY)
-        .send()
-        .await
-        .expect("DELETE invitation");
-    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        delete(&app, "/v1/conferences/r/invitations/dan").await,
+        StatusCode::NO_CONTENT
+    );
     // (Joining already stopped the ringing: `answered` first.)
     while dan.next_of("invitation_cancelled").await["reason"] != "cancelled" {}
     let left = ann.next_of("member_left").await;
@@ -538,13 +528,7 @@ async fn uninvited_users_stop_hearing_the_conference() {
     let own = dan.next_of("member_left").await;
     assert_eq!(own["member"]["user_id"], "dan");
 
-    let response = client()
-        .delete(app.url("/v1/conferences/r"))
-        .bearer_auth(ADMIN_KEY)
-        .send()
-        .await
-        .expect("DELETE conference");
-    assert!(response.status().is_success());
+    assert!(delete(&app, "/v1/conferences/r").await.is_success());
     assert_eq!(ann.next_of("ended").await["conference"], "r");
     let after = dan.pending(Duration::from_millis(300)).await;
     assert!(after.is_empty(), "{after:?}");
@@ -742,20 +726,11 @@ async fn replicas_share_events() {
     }
     let (mut ann, _) = Channel::hello(owner, &token(owner, "ann").await, None).await;
     let (mut dan, _) = Channel::hello(other, &token(other, "dan").await, None).await;
-    let sip = |v: &Value, k: &str| v["sip"][k].as_str().expect("sip field").to_owned();
     let mut ann_call = None;
     for (user, channel) in [("ann", &mut ann), ("dan", &mut dan)] {
         invite(other, "shared3", user, "x").await;
         let invited = channel.next_of("invited").await;
-        let call = sim
-            .call(
-                &sip(&invited, "username"),
-                &sip(&invited, "password"),
-                "shared3",
-                "default",
-            )
-            .await
-            .expect("joins");
+        let call = join_invited(&sim, &invited, "shared3", "default").await;
         if user == "ann" {
             ann_call = Some(call);
         }
@@ -763,13 +738,10 @@ async fn replicas_share_events() {
     for _ in 0..2 {
         dan.next_of("member_joined").await;
     }
-    let response = client()
-        .delete(other.url("/v1/conferences/shared3/invitations/dan"))
-        .bearer_auth(ADMIN_KEY)
-        .send()
-        .await
-        .expect("DELETE invitation");
-    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        delete(other, "/v1/conferences/shared3/invitations/dan").await,
+        StatusCode::NO_CONTENT
+    );
     let left = ann.next_of("member_left").await;
     assert_eq!(left["member"]["user_id"], "dan");
     tokio::time::sleep(Duration::from_millis(2500)).await;
