@@ -282,7 +282,8 @@ pub struct PurgedHistory {
 
 impl Store {
     /// Deletes ended conferences, finished stays and stopped recordings (the rows, not the
-    /// files on the nodes) that ended before `before`. Live rows are never touched. In
+    /// files on the nodes) that ended before `before`, and unfinished ones that started before
+    /// it outside any live conference. Live rows are never touched. In
     /// batches, so that the first purge of a large SQLite database does not hold its single
     /// write lock for long.
     pub async fn purge_history(&self, before: DateTime<Utc>) -> Result<PurgedHistory, StoreError> {
@@ -292,35 +293,36 @@ impl Store {
             ("member_stays", "left_at"),
             ("recordings", "stopped_at"),
         ];
-        const BATCH: u64 = 1000;
         let mut deleted = [0u64; 3];
         for ((table, column), count) in TABLES.iter().zip(&mut deleted) {
-            let sqlite = format!(
-                "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {column} IS NOT NULL \
-                 AND julianday({column}) < julianday(?1) LIMIT {BATCH})"
+            *count = self
+                .delete_in_batches(
+                    table,
+                    &format!("{column} IS NOT NULL AND julianday({column}) < julianday(?1)"),
+                    &format!("{column} IS NOT NULL AND {column} < $1"),
+                    before,
+                )
+                .await?;
+        }
+        // Stays and recordings whose end was never stored (their node or replica died first)
+        // go once they started before the cutoff and no live placement of theirs remains.
+        const UNFINISHED: [(&str, &str, &str); 2] = [
+            ("member_stays", "joined_at", "left_at"),
+            ("recordings", "started_at", "stopped_at"),
+        ];
+        for ((table, start, end), count) in UNFINISHED.iter().zip(&mut deleted[1..]) {
+            let not_live = format!(
+                "NOT EXISTS (SELECT 1 FROM conferences c WHERE c.ended_at IS NULL \
+                 AND c.name = {table}.name AND c.node_id = {table}.node_id)"
             );
-            let postgres = format!(
-                "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {column} IS NOT NULL \
-                 AND {column} < $1 LIMIT {BATCH})"
-            );
-            loop {
-                let batch = match self {
-                    Self::Sqlite(pool) => sqlx::query(&sqlite)
-                        .bind(before)
-                        .execute(pool)
-                        .await?
-                        .rows_affected(),
-                    Self::Postgres(pool) => sqlx::query(&postgres)
-                        .bind(before)
-                        .execute(pool)
-                        .await?
-                        .rows_affected(),
-                };
-                *count += batch;
-                if batch < BATCH {
-                    break;
-                }
-            }
+            *count += self
+                .delete_in_batches(
+                    table,
+                    &format!("{end} IS NULL AND julianday({start}) < julianday(?1) AND {not_live}"),
+                    &format!("{end} IS NULL AND {start} < $1 AND {not_live}"),
+                    before,
+                )
+                .await?;
         }
         let [conferences, stays, recordings] = deleted;
         Ok(PurgedHistory {
@@ -328,5 +330,43 @@ impl Store {
             stays,
             recordings,
         })
+    }
+
+    /// `DELETE FROM table WHERE <condition>` (the backend's, `before` bound to its one
+    /// parameter) a thousand rows at a time; how many in all.
+    async fn delete_in_batches(
+        &self,
+        table: &str,
+        sqlite_condition: &str,
+        postgres_condition: &str,
+        before: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        const BATCH: u64 = 1000;
+        let batch_of = |condition: &str| {
+            format!(
+                "DELETE FROM {table} WHERE id IN \
+                 (SELECT id FROM {table} WHERE {condition} LIMIT {BATCH})"
+            )
+        };
+        let (sqlite, postgres) = (batch_of(sqlite_condition), batch_of(postgres_condition));
+        let mut total = 0;
+        loop {
+            let deleted = match self {
+                Self::Sqlite(pool) => sqlx::query(&sqlite)
+                    .bind(before)
+                    .execute(pool)
+                    .await?
+                    .rows_affected(),
+                Self::Postgres(pool) => sqlx::query(&postgres)
+                    .bind(before)
+                    .execute(pool)
+                    .await?
+                    .rows_affected(),
+            };
+            total += deleted;
+            if deleted < BATCH {
+                return Ok(total);
+            }
+        }
     }
 }

@@ -683,7 +683,8 @@ async fn housekeeping_purges_expired_rows_of_every_user() {
 }
 
 /// With a retention, housekeeping deletes ended conferences, finished stays and stopped
-/// recordings older than it; live and recent rows stay; 0 keeps everything. Both backends.
+/// recordings older than it, and unfinished ones outside live conferences; live and recent rows
+/// stay; 0 keeps everything. Both backends.
 #[tokio::test]
 async fn history_older_than_the_retention_is_deleted() {
     use chrono::{Duration as ChronoDuration, Utc};
@@ -766,25 +767,35 @@ async fn history_older_than_the_retention_is_deleted() {
                 }
             }
         }
+        // A stay whose leave was never stored, in a conference that is gone.
+        store
+            .open_stay(&NewStay {
+                name: "gone",
+                node_id: "fs1",
+                member_id: 7,
+                user_id: Some("alice"),
+                caller_id_name: "Alice",
+                joined_at: now - ChronoDuration::days(40),
+            })
+            .await
+            .expect("unfinished stay");
         let rows = |table: &str| format!("SELECT COUNT(*) FROM {table}");
 
         switchyard::housekeeping::run_once(store, 0).await;
-        for table in ["conferences", "member_stays", "recordings"] {
-            assert_eq!(
-                count(store, &rows(table)).await,
-                3,
-                "{backend}: 0 keeps {table}"
-            );
+        for (table, all) in [("conferences", 3), ("member_stays", 4), ("recordings", 3)] {
+            let left = count(store, &rows(table)).await;
+            assert_eq!(left, all, "{backend}: 0 keeps {table}");
         }
 
         switchyard::housekeeping::run_once(store, 30).await;
         for table in ["conferences", "member_stays", "recordings"] {
-            let names = format!("{} WHERE name = 'old'", rows(table));
-            assert_eq!(
-                count(store, &names).await,
-                0,
-                "{backend}: old {table} deleted"
-            );
+            let old = count(
+                store,
+                &format!("{} WHERE name IN ('old', 'gone')", rows(table)),
+            )
+            .await;
+            assert_eq!(old, 0, "{backend}: old {table} deleted");
+            // What is left: the recent and the live one (whose stay started 40 days ago).
             assert_eq!(count(store, &rows(table)).await, 2, "{backend}: {table}");
         }
         assert!(
