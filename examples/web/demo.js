@@ -66,6 +66,8 @@ const state = {
   ringing: null,
   /** member_id → member of the call's conference */
   members: new Map(),
+  /** while a members request is in flight: member_id → 'in' | 'out' from events meanwhile */
+  membersMeanwhile: null,
   selected: new Set(),
   onlineTimer: null,
   clockTimer: null,
@@ -290,18 +292,21 @@ function wire(client) {
   client.on('in', ({ conference, member, self }) => {
     if (!isMine(conference)) return;
     state.members.set(member.member_id, member);
+    state.membersMeanwhile?.set(member.member_id, 'in');
     renderMembers();
     if (!self) log('in', `${member.user_id} joined`);
   });
   client.on('out', ({ conference, member, reason, self }) => {
     if (!isMine(conference)) return;
     state.members.delete(member.member_id);
+    state.membersMeanwhile?.set(member.member_id, 'out');
     renderMembers();
     if (!self) log('out', `${member.user_id} left (${reason})`);
   });
   client.on('memberUpdated', ({ conference, member }) => {
     if (!isMine(conference)) return;
     state.members.set(member.member_id, { ...state.members.get(member.member_id), ...member });
+    state.membersMeanwhile?.set(member.member_id, 'in');
     renderMembers();
   });
   client.on('talking', ({ conference, memberId, talking }) => {
@@ -447,14 +452,24 @@ ui.mute.addEventListener('click', () => {
 async function refreshMembers() {
   const call = state.call;
   if (!call) return;
+  // Events can overtake the answer (another connection): what they said meanwhile wins.
+  const meanwhile = new Map();
+  state.membersMeanwhile = meanwhile;
   try {
     const data = await api(`conferences/${encodeURIComponent(call.conference)}/members`);
     if (state.call !== call) return;
     const list = Array.isArray(data) ? data : data?.members ?? [];
-    state.members = new Map(list.map((m) => [m.member_id, m]));
+    const members = new Map(list.map((m) => [m.member_id, m]));
+    for (const [id, what] of meanwhile) {
+      if (what === 'out') members.delete(id);
+      else if (state.members.has(id)) members.set(id, state.members.get(id));
+    }
+    state.members = members;
     renderMembers();
   } catch (err) {
     log('error', `Members: ${err.message}`);
+  } finally {
+    if (state.membersMeanwhile === meanwhile) state.membersMeanwhile = null;
   }
 }
 
