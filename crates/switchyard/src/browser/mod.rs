@@ -58,7 +58,8 @@ struct CachedAudience {
     read_at: Instant,
     /// Invited or present when last read.
     users: BTreeSet<String>,
-    /// Everyone in `users` at some read within [`AUDIENCE_MEMORY`].
+    /// `users`, and once the conference has ended also whoever was in it at a read within
+    /// [`AUDIENCE_MEMORY`] before the end.
     known: BTreeSet<String>,
 }
 
