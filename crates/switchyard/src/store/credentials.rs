@@ -126,19 +126,7 @@ impl Store {
             "DELETE FROM sip_credentials WHERE user_id = ?1 AND expires_at IS NULL";
         const POSTGRES: &str =
             "DELETE FROM sip_credentials WHERE user_id = $1 AND expires_at IS NULL";
-        let affected = match self {
-            Self::Sqlite(pool) => sqlx::query(SQLITE)
-                .bind(user_id)
-                .execute(pool)
-                .await?
-                .rows_affected(),
-            Self::Postgres(pool) => sqlx::query(POSTGRES)
-                .bind(user_id)
-                .execute(pool)
-                .await?
-                .rows_affected(),
-        };
-        Ok(affected > 0)
+        Ok(self.execute_one(SQLITE, POSTGRES, user_id).await? > 0)
     }
 
     /// The credential with this SIP username and its user, whatever their state (the caller
@@ -180,18 +168,7 @@ impl Store {
              AND julianday(expires_at) <= julianday(?1)";
         const POSTGRES: &str = "DELETE FROM sip_credentials WHERE expires_at IS NOT NULL \
              AND expires_at <= $1";
-        Ok(match self {
-            Self::Sqlite(pool) => sqlx::query(SQLITE)
-                .bind(before)
-                .execute(pool)
-                .await?
-                .rows_affected(),
-            Self::Postgres(pool) => sqlx::query(POSTGRES)
-                .bind(before)
-                .execute(pool)
-                .await?
-                .rows_affected(),
-        })
+        self.execute_one(SQLITE, POSTGRES, before).await
     }
 
     /// Deletes the user's credentials that expired before `before`; returns how many.

@@ -351,18 +351,7 @@ impl Store {
         let (sqlite, postgres) = (batch_of(sqlite_condition), batch_of(postgres_condition));
         let mut total = 0;
         loop {
-            let deleted = match self {
-                Self::Sqlite(pool) => sqlx::query(&sqlite)
-                    .bind(before)
-                    .execute(pool)
-                    .await?
-                    .rows_affected(),
-                Self::Postgres(pool) => sqlx::query(&postgres)
-                    .bind(before)
-                    .execute(pool)
-                    .await?
-                    .rows_affected(),
-            };
+            let deleted = self.execute_one(&sqlite, &postgres, before).await?;
             total += deleted;
             if deleted < BATCH {
                 return Ok(total);

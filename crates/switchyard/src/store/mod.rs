@@ -185,6 +185,36 @@ impl Store {
         }
     }
 
+    /// Runs a statement with one parameter whose SQL differs per backend (placeholders,
+    /// `julianday` on SQLite's text timestamps); how many rows it changed.
+    async fn execute_one<'q, T>(
+        &self,
+        sqlite: &'q str,
+        postgres: &'q str,
+        value: T,
+    ) -> Result<u64, StoreError>
+    where
+        T: 'q
+            + Send
+            + sqlx::Encode<'q, sqlx::Sqlite>
+            + sqlx::Type<sqlx::Sqlite>
+            + sqlx::Encode<'q, sqlx::Postgres>
+            + sqlx::Type<sqlx::Postgres>,
+    {
+        Ok(match self {
+            Self::Sqlite(pool) => sqlx::query(sqlite)
+                .bind(value)
+                .execute(pool)
+                .await?
+                .rows_affected(),
+            Self::Postgres(pool) => sqlx::query(postgres)
+                .bind(value)
+                .execute(pool)
+                .await?
+                .rows_affected(),
+        })
+    }
+
     /// One round trip; `/readyz` uses it.
     pub async fn ping(&self) -> Result<(), StoreError> {
         match self {

@@ -64,18 +64,7 @@ impl Store {
         const SQLITE: &str =
             "DELETE FROM session_tokens WHERE julianday(expires_at) < julianday(?1)";
         const POSTGRES: &str = "DELETE FROM session_tokens WHERE expires_at < $1";
-        Ok(match self {
-            Self::Sqlite(pool) => sqlx::query(SQLITE)
-                .bind(at)
-                .execute(pool)
-                .await?
-                .rows_affected(),
-            Self::Postgres(pool) => sqlx::query(POSTGRES)
-                .bind(at)
-                .execute(pool)
-                .await?
-                .rows_affected(),
-        })
+        self.execute_one(SQLITE, POSTGRES, at).await
     }
 
     /// Drops the user's tokens that expired before `at` (kept a while so that an expired token

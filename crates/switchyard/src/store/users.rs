@@ -83,18 +83,13 @@ impl Store {
 
     /// Deletes the user (and, by cascade, their invitations). `false` if there was none.
     pub async fn delete_user(&self, id: &str) -> Result<bool, StoreError> {
-        let affected = match self {
-            Self::Sqlite(pool) => sqlx::query("DELETE FROM users WHERE id = ?1")
-                .bind(id)
-                .execute(pool)
-                .await?
-                .rows_affected(),
-            Self::Postgres(pool) => sqlx::query("DELETE FROM users WHERE id = $1")
-                .bind(id)
-                .execute(pool)
-                .await?
-                .rows_affected(),
-        };
-        Ok(affected > 0)
+        let deleted = self
+            .execute_one(
+                "DELETE FROM users WHERE id = ?1",
+                "DELETE FROM users WHERE id = $1",
+                id,
+            )
+            .await?;
+        Ok(deleted > 0)
     }
 }
