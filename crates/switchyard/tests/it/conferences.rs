@@ -12,7 +12,7 @@ use crate::pool::{
     add_node, drain_events, events_until, eventually, get_conference, pool_config, sim_node,
     sip_user, wait_members, wait_state,
 };
-use crate::support::api::{ADMIN_KEY, FS_PASSWORD, FS_USER, READER_KEY, problem};
+use crate::support::api::{ADMIN_KEY, FS_PASSWORD, FS_USER, READER_KEY, delete, problem};
 use crate::support::db::test_dbs;
 use crate::support::spawn::{TestApp, client};
 
@@ -35,15 +35,6 @@ async fn get_json<T: serde::de::DeserializeOwned>(app: &TestApp, path: &str) -> 
         .expect("GET");
     assert_eq!(response.status(), StatusCode::OK, "GET {path}");
     response.json().await.expect("JSON")
-}
-
-async fn delete(app: &TestApp, path: &str) -> reqwest::Response {
-    client()
-        .delete(app.url(path))
-        .bearer_auth(ADMIN_KEY)
-        .send()
-        .await
-        .expect("DELETE")
 }
 
 fn left_with(events: &[Event], user: &str, reason: LeaveReason) -> bool {

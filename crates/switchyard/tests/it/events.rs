@@ -16,7 +16,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::pool::{add_node, pool_config, sim_node, wait_state};
 use crate::redis::redis_url;
-use crate::support::api::{ADMIN_KEY, READER_KEY, put_user};
+use crate::support::api::{ADMIN_KEY, READER_KEY, delete, put_user};
 use crate::support::db::{postgres_url, test_dbs};
 use crate::support::spawn::{TestApp, client};
 
@@ -126,6 +126,15 @@ async fn token(app: &TestApp, user: &str) -> String {
     body["token"].as_str().expect("token").to_owned()
 }
 
+/// The service with one simulated node, `fs-a`, up.
+async fn app_with_node(configure: fn(&mut Config)) -> (TestApp, fsim::SimNode) {
+    let app = TestApp::spawn_configured(None, configure).await;
+    let sim = sim_node(&app, "fs-a").await;
+    add_node(&app, "fs-a", &sim, json!({})).await;
+    wait_state(&app, "fs-a", NodeState::Up).await;
+    (app, sim)
+}
+
 /// Joins conference `name` on `sim` with the SIP credentials an `invited` event carried.
 async fn join_invited(
     sim: &fsim::SimNode,
@@ -137,17 +146,6 @@ async fn join_invited(
     sim.call(&field("username"), &field("password"), name, profile)
         .await
         .expect("joins with the invited credentials")
-}
-
-/// `DELETE` with the admin key; the status.
-async fn delete(app: &TestApp, path: &str) -> StatusCode {
-    client()
-        .delete(app.url(path))
-        .bearer_auth(ADMIN_KEY)
-        .send()
-        .await
-        .expect("DELETE")
-        .status()
 }
 
 async fn invite(app: &TestApp, name: &str, user: &str, caller: &str) -> Value {
@@ -352,10 +350,7 @@ async fn tokens_and_refusals() {
 /// tab cancels the others; members, talking, chat (UTF-8), decline and end reach the audience.
 #[tokio::test]
 async fn invitation_call_chat_decline_end() {
-    let app = TestApp::spawn_configured(None, pool_config).await;
-    let sim = sim_node(&app, "fs-a").await;
-    add_node(&app, "fs-a", &sim, json!({})).await;
-    wait_state(&app, "fs-a", NodeState::Up).await;
+    let (app, sim) = app_with_node(pool_config).await;
     for user in ["alice", "bob", "carol"] {
         put_user(&app, user, user, true).await;
     }
@@ -481,7 +476,12 @@ async fn invitation_call_chat_decline_end() {
         (left["member"]["user_id"].as_str(), left["reason"].as_str()),
         (Some("alice"), Some("hangup"))
     );
-    assert!(delete(&app, "/v1/conferences/room").await.is_success());
+    assert!(
+        delete(&app, "/v1/conferences/room")
+            .await
+            .status()
+            .is_success()
+    );
     assert_eq!(bob2.next_of("ended").await["reason"], "ended");
     assert_eq!(alice.next_of("ended").await["conference"], "room");
     // Carol declined: the conference's later news is none of her business.
@@ -494,10 +494,7 @@ async fn invitation_call_chat_decline_end() {
 /// the others' leaving, not its end.
 #[tokio::test]
 async fn uninvited_users_stop_hearing_the_conference() {
-    let app = TestApp::spawn_configured(None, pool_config).await;
-    let sim = sim_node(&app, "fs-a").await;
-    add_node(&app, "fs-a", &sim, json!({})).await;
-    wait_state(&app, "fs-a", NodeState::Up).await;
+    let (app, sim) = app_with_node(pool_config).await;
     for user in ["ann", "dan"] {
         put_user(&app, user, user, true).await;
     }
@@ -514,7 +511,9 @@ async fn uninvited_users_stop_hearing_the_conference() {
     }
 
     assert_eq!(
-        delete(&app, "/v1/conferences/r/invitations/dan").await,
+        delete(&app, "/v1/conferences/r/invitations/dan")
+            .await
+            .status(),
         StatusCode::NO_CONTENT
     );
     // (Joining already stopped the ringing: `answered` first.)
@@ -528,7 +527,12 @@ async fn uninvited_users_stop_hearing_the_conference() {
     let own = dan.next_of("member_left").await;
     assert_eq!(own["member"]["user_id"], "dan");
 
-    assert!(delete(&app, "/v1/conferences/r").await.is_success());
+    assert!(
+        delete(&app, "/v1/conferences/r")
+            .await
+            .status()
+            .is_success()
+    );
     assert_eq!(ann.next_of("ended").await["conference"], "r");
     let after = dan.pending(Duration::from_millis(300)).await;
     assert!(after.is_empty(), "{after:?}");
@@ -607,10 +611,7 @@ fn small_replay(config: &mut Config) {
 /// is told to resynchronise.
 #[tokio::test]
 async fn resumption() {
-    let app = TestApp::spawn_configured(None, small_replay).await;
-    let sim = sim_node(&app, "fs-a").await;
-    add_node(&app, "fs-a", &sim, json!({})).await;
-    wait_state(&app, "fs-a", NodeState::Up).await;
+    let (app, _sim) = app_with_node(small_replay).await;
     put_user(&app, "bob", "bob", true).await;
     let bob = token(&app, "bob").await;
     let (mut channel, welcome) = Channel::hello(&app, &bob, None).await;
@@ -739,7 +740,9 @@ async fn replicas_share_events() {
         dan.next_of("member_joined").await;
     }
     assert_eq!(
-        delete(other, "/v1/conferences/shared3/invitations/dan").await,
+        delete(other, "/v1/conferences/shared3/invitations/dan")
+            .await
+            .status(),
         StatusCode::NO_CONTENT
     );
     let left = ann.next_of("member_left").await;

@@ -73,3 +73,13 @@ pub async fn issue(app: &TestApp, id: &str) -> SipCredentialBody {
     assert_eq!(response.status(), StatusCode::CREATED, "issue for {id}");
     response.json().await.expect("credential JSON")
 }
+
+/// `DELETE` with the admin key.
+pub async fn delete(app: &TestApp, path: &str) -> reqwest::Response {
+    client()
+        .delete(app.url(path))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .expect("DELETE")
+}
