@@ -252,6 +252,24 @@ fn heading_text(outside: &str, raw: &str) -> Option<String> {
     Some(rest.to_owned())
 }
 
+/// The index of the `)` that closes the `(` at `open` (nested pairs skipped), if any.
+fn closing_paren(chars: &[char], open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (j, c) in chars.iter().enumerate().skip(open) {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return Some(j);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// GitHub's heading slug: the rendered text (links reduced to their text, markup and HTML tags
 /// dropped), lowercased; letters, digits, `-` and `_` kept, each space turned into `-`, every
 /// other character dropped.
@@ -263,22 +281,7 @@ fn slug(title: &str) -> String {
         match chars[i] {
             // [text](url) → text; the url is skipped.
             ']' if chars.get(i + 1) == Some(&'(') => {
-                let mut depth = 0;
-                let mut j = i + 1;
-                while j < chars.len() {
-                    match chars[j] {
-                        '(' => depth += 1,
-                        ')' => {
-                            depth -= 1;
-                            if depth == 0 {
-                                break;
-                            }
-                        }
-                        _ => {}
-                    }
-                    j += 1;
-                }
-                i = j + 1;
+                i = closing_paren(&chars, i + 1).map_or(chars.len(), |end| end + 1);
             }
             '<' => {
                 // An HTML tag: skip to '>'.
@@ -340,24 +343,7 @@ fn links(doc: &Doc) -> Vec<Link> {
         let mut i = 0;
         while i + 1 < chars.len() {
             if chars[i] == ']' && chars[i + 1] == '(' {
-                let mut depth = 0;
-                let mut j = i + 1;
-                let mut end = None;
-                while j < chars.len() {
-                    match chars[j] {
-                        '(' => depth += 1,
-                        ')' => {
-                            depth -= 1;
-                            if depth == 0 {
-                                end = Some(j);
-                                break;
-                            }
-                        }
-                        _ => {}
-                    }
-                    j += 1;
-                }
-                if let Some(end) = end {
+                if let Some(end) = closing_paren(&chars, i + 1) {
                     let inner: String = chars[i + 2..end].iter().collect();
                     let inner = inner.trim();
                     let target = if let Some(rest) = inner.strip_prefix('<') {
