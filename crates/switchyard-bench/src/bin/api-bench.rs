@@ -159,10 +159,7 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut args = Args::default();
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        if flag == "--help" || flag == "-h" {
-            println!("{}", cli::usage(include_str!("api-bench.rs")));
-            std::process::exit(0);
-        }
+        cli::exit_on_help(&flag, include_str!("api-bench.rs"));
         if flag == "--quick" {
             args.quick = true;
             args.users = 400;
@@ -184,11 +181,8 @@ fn parse_args() -> anyhow::Result<Args> {
             args.pg_analyze = false;
             continue;
         }
-        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
-        let num = |v: &str| -> anyhow::Result<f64> {
-            v.parse()
-                .with_context(|| format!("{flag}: not a number: {v}"))
-        };
+        let value = cli::value(&mut it, &flag)?;
+        let num = |v: &str| cli::number(&flag, v);
         let levels = |v: &str| -> anyhow::Result<Vec<usize>> {
             v.split(',')
                 .map(|v| num(v).map(|n| (n as usize).max(1)))

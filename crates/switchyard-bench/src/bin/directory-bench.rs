@@ -84,18 +84,7 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut args = Args::default();
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        if flag == "--help" || flag == "-h" {
-            println!(
-                "{}",
-                include_str!("directory-bench.rs")
-                    .lines()
-                    .take_while(|l| l.starts_with("//!"))
-                    .map(|l| l.trim_start_matches("//!").trim_start())
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            );
-            std::process::exit(0);
-        }
+        cli::exit_on_help(&flag, include_str!("directory-bench.rs"));
         if flag == "--quick" {
             args.users = args.users.min(2000);
             args.rest_users = args.rest_users.min(20);
@@ -105,11 +94,8 @@ fn parse_args() -> anyhow::Result<Args> {
             args.open_secs = 1.0;
             continue;
         }
-        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
-        let num = |v: &str| -> anyhow::Result<f64> {
-            v.parse()
-                .with_context(|| format!("{flag}: not a number: {v}"))
-        };
+        let value = cli::value(&mut it, &flag)?;
+        let num = |v: &str| cli::number(&flag, v);
         match flag.as_str() {
             "--users" => args.users = num(&value)? as usize,
             "--rest-users" => args.rest_users = num(&value)? as usize,

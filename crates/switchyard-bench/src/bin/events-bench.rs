@@ -121,10 +121,7 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut args = Args::default();
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        if flag == "--help" || flag == "-h" {
-            println!("{}", cli::usage(include_str!("events-bench.rs")));
-            std::process::exit(0);
-        }
+        cli::exit_on_help(&flag, include_str!("events-bench.rs"));
         if flag == "--quick" {
             args.quick = true;
             args.users = 300;
@@ -134,11 +131,8 @@ fn parse_args() -> anyhow::Result<Args> {
             args.drain_secs = 5.0;
             continue;
         }
-        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
-        let num = |v: &str| -> anyhow::Result<f64> {
-            v.parse()
-                .with_context(|| format!("{flag}: not a number: {v}"))
-        };
+        let value = cli::value(&mut it, &flag)?;
+        let num = |v: &str| cli::number(&flag, v);
         match flag.as_str() {
             "--users" => args.users = num(&value)? as usize,
             "--receivers" => args.receivers = num(&value)? as usize,
