@@ -28,6 +28,21 @@ pub struct FsimOptions {
     pub cpu: usize,
 }
 
+impl FsimOptions {
+    /// Nodes whose directory is the bench switchyard on `port` (with the node credentials of
+    /// [`crate::servers::SwitchyardConfig`]).
+    pub fn for_switchyard(nodes: usize, heartbeat_secs: u64, port: u16, cpu: usize) -> Self {
+        use crate::corpus::{NODE_PASSWORD, NODE_USER};
+        Self {
+            nodes,
+            heartbeat_secs,
+            xml_curl: format!("http://127.0.0.1:{port}/freeswitch/directory"),
+            xml_curl_credentials: format!("{NODE_USER}:{NODE_PASSWORD}"),
+            cpu,
+        }
+    }
+}
+
 /// A running fsim.
 #[derive(Debug)]
 pub struct Fsim {

@@ -55,7 +55,7 @@ use rand::seq::SliceRandom as _;
 use switchyard::store::{NewSipCredential, Store, StoreOptions, UpsertUser};
 use switchyard_bench::apiload::{self, Run, Workload};
 use switchyard_bench::cli;
-use switchyard_bench::corpus::{DOMAIN, NODE_PASSWORD, NODE_USER};
+use switchyard_bench::corpus::DOMAIN;
 use switchyard_bench::fsim::{Fsim, FsimOptions};
 use switchyard_bench::rest::{self, Client};
 use switchyard_bench::servers::{self, NODE_CAPACITY, NginxLocation, Server, SwitchyardConfig};
@@ -960,13 +960,7 @@ async fn bench_in(
     let fsim = Fsim::start(
         &bins.fsim,
         dir,
-        &FsimOptions {
-            nodes: args.nodes,
-            heartbeat_secs: HEARTBEAT_SECS,
-            xml_curl: format!("http://127.0.0.1:{port}/freeswitch/directory"),
-            xml_curl_credentials: format!("{NODE_USER}:{NODE_PASSWORD}"),
-            cpu: args.client_cpu,
-        },
+        &FsimOptions::for_switchyard(args.nodes, HEARTBEAT_SECS, port, args.client_cpu),
     )
     .await?;
     let config = SwitchyardConfig {

@@ -47,7 +47,6 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use memchr::memmem;
 use switchyard::store::{Store, StoreOptions, UpsertUser};
 use switchyard_bench::cli;
-use switchyard_bench::corpus::{NODE_PASSWORD, NODE_USER};
 use switchyard_bench::fsim::{Fsim, FsimOptions};
 use switchyard_bench::procstat;
 use switchyard_bench::rest::Client;
@@ -734,13 +733,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let fsim = Fsim::start(
         &fsim_bin,
         dir,
-        &FsimOptions {
-            nodes: 1,
-            heartbeat_secs: HEARTBEAT_SECS,
-            xml_curl: format!("http://127.0.0.1:{port}/freeswitch/directory"),
-            xml_curl_credentials: format!("{NODE_USER}:{NODE_PASSWORD}"),
-            cpu: args.client_cpu,
-        },
+        &FsimOptions::for_switchyard(1, HEARTBEAT_SECS, port, args.client_cpu),
     )
     .await?;
     let config = SwitchyardConfig {
